@@ -1,0 +1,1 @@
+"""The avatarcine Blender extension: a thin UI over motion/ and render/."""

@@ -1,0 +1,1 @@
+"""Passes -> frames: diffusion methods, building blocks, training, evaluation. Never imports bpy."""

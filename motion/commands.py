@@ -1,0 +1,115 @@
+"""``avatarcine motion ...`` and ``avatarcine avatar ...``."""
+
+from __future__ import annotations
+
+import argparse
+
+from motion.errors import UserError
+
+BODIES = ("anny", "smpl", "smplh", "smplx")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    motion = sub.add_parser("motion", help="read, convert, retarget and generate motion clips")
+    msub = motion.add_subparsers(dest="motion_command", metavar="ACTION", required=True)
+
+    p = msub.add_parser("info", help="frames, fps, duration, skeleton and joint count of a motion file")
+    p.add_argument("file")
+    p.set_defaults(func=cmd_info)
+
+    p = msub.add_parser("convert", help="convert between formats, resample, trim, retarget")
+    p.add_argument("input", help="AMASS/SMPL-X npz or pkl, BVH, HumanML3D joints .npy, avatarcine .npz")
+    p.add_argument("output", help="avatarcine .npz or .bvh")
+    p.add_argument("--fps", type=float, help="resample to this frame rate (slerp rotations)")
+    p.add_argument("--start", type=float, help="first second to keep")
+    p.add_argument("--end", type=float, help="last second to keep (exclusive)")
+    p.add_argument("--to", choices=BODIES, help="retarget onto this body's skeleton")
+    _model_args(p)
+    p.add_argument("--force", action="store_true", help="overwrite OUTPUT")
+    p.set_defaults(func=cmd_convert)
+
+    p = msub.add_parser("generate", help="motion from a text like 'walk forward, turn left, then wave'")
+    p.add_argument("text")
+    p.add_argument("--seconds", type=float, help="total length (default: the primitives' natural length)")
+    p.add_argument("--fps", type=float, default=30.0)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("-o", "--output", required=True)
+    p.add_argument("--force", action="store_true")
+    p.set_defaults(func=cmd_generate)
+
+    avatar = sub.add_parser("avatar", help="bake body models into avatar assets for rendering")
+    asub = avatar.add_subparsers(dest="avatar_command", metavar="ACTION", required=True)
+    p = asub.add_parser("bake", help="write the avatar asset render/ consumes (no torch needed there)")
+    p.add_argument("--body", choices=BODIES, default="anny")
+    _model_args(p)
+    p.add_argument("--shape", nargs="*", default=[], metavar="NAME=VALUE",
+                   help="anny: gender age muscle weight height proportions (0..1); smpl*: beta0=.. beta9=..")
+    p.add_argument("-o", "--output", required=True)
+    p.add_argument("--force", action="store_true")
+    p.set_defaults(func=cmd_bake)
+
+
+def _model_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model-path", help="SMPL/SMPL-H/SMPL-X model folder or file (or $AVATARCINE_SMPL_DIR)")
+    p.add_argument("--gender", choices=("neutral", "male", "female"), help="SMPL-family model gender")
+
+
+def parse_shape(items: list[str]) -> dict[str, float]:
+    shape = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        try:
+            if not sep:
+                raise ValueError
+            shape[name] = float(value)
+        except ValueError:
+            raise UserError("--shape", f"expected NAME=NUMBER, got {item!r}") from None
+    return shape
+
+
+def cmd_info(args) -> None:
+    from motion.io import read_motion
+
+    m = read_motion(args.file)
+    print(f"file      {args.file}\nskeleton  {m.skeleton}\njoints    {m.n_joints}\n"
+          f"frames    {m.n_frames}\nfps       {m.fps:g}\nduration  {m.duration:.3f} s")
+
+
+def cmd_convert(args) -> None:
+    from motion.fileio import check_writable
+    from motion.io import read_motion, write_motion
+    from motion.ops import resample, trim
+
+    check_writable(args.output, args.force)
+    m = read_motion(args.input, model_path=args.model_path)
+    if args.start is not None or args.end is not None:
+        m = trim(m, args.start, args.end)
+    if args.fps:
+        m = resample(m, args.fps)
+    if args.to:
+        from motion.bodies import bake_avatar
+        from motion.retarget import retarget
+
+        m = retarget(m, bake_avatar(args.to, model_path=args.model_path, gender=args.gender))
+    write_motion(m, args.output, force=args.force)
+    print(f"wrote {args.output}: {m.skeleton}, {m.n_frames} frames at {m.fps:g} fps")
+
+
+def cmd_generate(args) -> None:
+    from motion.fileio import check_writable
+    from motion.generate import generate_motion
+
+    check_writable(args.output, args.force)
+    m = generate_motion(args.text, seconds=args.seconds, fps=args.fps, seed=args.seed)
+    m.save(args.output, force=args.force)
+    print(f"wrote {args.output}: {m.n_frames} frames at {m.fps:g} fps ({m.duration:.2f} s)")
+
+
+def cmd_bake(args) -> None:
+    from motion.bodies import bake_avatar
+    from motion.fileio import check_writable
+
+    check_writable(args.output, args.force)
+    asset = bake_avatar(args.body, model_path=args.model_path, gender=args.gender, shape=parse_shape(args.shape))
+    asset.save(args.output, force=args.force)
+    print(f"wrote {args.output}: {args.body}, {len(asset.rest_vertices)} vertices, {len(asset.joint_names)} joints")

@@ -1,0 +1,1 @@
+"""Blender side: scene, avatars, cameras, condition passes. Imports numpy and bpy only."""
