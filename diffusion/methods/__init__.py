@@ -1,0 +1,1 @@
+"""Diffusion methods (one module each); they register themselves in ``diffusion.registry``."""

@@ -1,0 +1,206 @@
+"""An avatar in Blender: an armature with the body's bones, a skinned mesh (one vertex group per
+joint, the asset's skin weights), bone rotations keyed from the motion, and SMPL-family pose
+correctives as keyed shape keys. An artist can open the saved .blend and edit any of it.
+
+Posing. For a bone with rest matrix ``B_j`` (armature space, read back from Blender after the edit
+bones are made from ``rest_joints``/``bone_tails``) and our skinning transform ``v -> A_j (v - J_j) + p_j``
+(``motion.asset``), the posed bone matrix is ``P_j = [A_j R_j | p_j]``, since Blender deforms by
+``P_j B_j^-1``. The keyed local transform is ``B_j^-1 B_parent P_parent^-1 P_j`` (Blender's pose
+chain with inherited rotation and scale), so Blender's evaluated mesh equals ``AvatarAsset.skin``.
+
+Correctives. Shape ``s = 9 * (j - 1) + 3 * r + c`` is weighted by ``(R_j - I)[r, c]`` with ``R_j`` joint
+j's local rotation matrix (SMPL's pose blend shapes, joints 1..J-1, row-major), added to the rest
+mesh before skinning; :func:`posed_vertices` is the numpy reference of the same.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import bpy
+import numpy as np
+
+from motion.asset import AvatarAsset
+from motion.motion import Motion
+from motion.rotations import axis_angle_to_matrix, matrix_to_quat
+from render.keyframes import key_property
+
+PART_ATTRIBUTE = "avatarcine_part_colour"
+
+
+@dataclasses.dataclass
+class BlenderActor:
+    name: str
+    armature: bpy.types.Object
+    mesh: bpy.types.Object
+    instance_id: int
+
+
+def corrective_weights(asset: AvatarAsset, motion: Motion) -> np.ndarray | None:
+    """(T, S) shape-key values of the pose correctives, or None when the asset has none."""
+    if asset.corrective_shapes is None or len(asset.corrective_shapes) == 0:
+        return None
+    R = axis_angle_to_matrix(motion.rotations[:, 1:])                      # (T, J-1, 3, 3)
+    feats = (R - np.eye(3)).reshape(motion.n_frames, -1)
+    S = len(asset.corrective_shapes)
+    if S != feats.shape[1]:
+        raise ValueError(f"{S} corrective shapes but the skeleton gives {feats.shape[1]} pose features")
+    return feats
+
+
+def posed_vertices(asset: AvatarAsset, motion: Motion) -> np.ndarray:
+    """(T, V, 3) world vertices: correctives (if any) then linear blend skinning (numpy reference)."""
+    weights = corrective_weights(asset, motion)
+    if weights is None:
+        return asset.skin(motion)
+    shapes = asset.corrective_shapes.reshape(len(asset.corrective_shapes), -1)
+    out = np.empty((motion.n_frames, len(asset.rest_vertices), 3))
+    for t in range(motion.n_frames):
+        rest = asset.rest_vertices + (weights[t] @ shapes).reshape(-1, 3)
+        out[t] = dataclasses.replace(asset, rest_vertices=rest).skin(motion, slice(t, t + 1))[0]
+    return out
+
+
+def _bone_rest_matrices(arm_data: bpy.types.Armature, names: list[str]) -> np.ndarray:
+    return np.array([np.array(arm_data.bones[n].matrix_local) for n in names])
+
+
+def pose_basis(asset: AvatarAsset, motion: Motion, rest: np.ndarray) -> np.ndarray:
+    """(T, J, 4, 4) pose-bone ``matrix_basis`` reproducing our skinning (module doc)."""
+    G, p = motion.global_transforms(asset.rest_offsets)
+    T, J = p.shape[:2]
+    P = np.zeros((T, J, 4, 4))
+    P[..., :3, :3] = G @ asset.model_to_world.T @ rest[:, :3, :3]
+    P[..., :3, 3] = p
+    P[..., 3, 3] = 1.0
+    rest_inv = np.linalg.inv(rest)
+    basis = np.empty_like(P)
+    for j in range(J):
+        parent = asset.parents[j]
+        if parent < 0:
+            basis[:, j] = rest_inv[j] @ P[:, j]
+        else:
+            basis[:, j] = rest_inv[j] @ rest[parent] @ np.linalg.inv(P[:, parent]) @ P[:, j]
+    return basis
+
+
+def _continuous(q: np.ndarray) -> np.ndarray:
+    """Flip quaternion signs so consecutive keys take the short way (T, ..., 4)."""
+    q = q.copy()
+    for t in range(1, len(q)):
+        flip = np.sum(q[t] * q[t - 1], axis=-1) < 0
+        q[t][flip] *= -1
+    return q
+
+
+def _make_armature(name: str, asset: AvatarAsset, collection) -> bpy.types.Object:
+    data = bpy.data.armatures.new(f"{name}_skeleton")
+    arm = bpy.data.objects.new(name, data)
+    collection.objects.link(arm)
+    view_layer = bpy.context.view_layer
+    previous = view_layer.objects.active
+    view_layer.objects.active = arm
+    bpy.ops.object.mode_set(mode="EDIT")
+    bones = []
+    for j, joint in enumerate(asset.joint_names):
+        bone = data.edit_bones.new(joint)
+        bone.head = asset.rest_joints[j]
+        tail = asset.bone_tails[j]
+        if np.linalg.norm(tail - asset.rest_joints[j]) < 1e-4:   # Blender drops zero-length bones
+            tail = asset.rest_joints[j] + np.array([0.0, 0.0, 0.02])
+        bone.tail = tail
+        bone.roll = 0.0
+        bones.append(bone)
+    for j, parent in enumerate(asset.parents):
+        if parent >= 0:
+            bones[j].parent = bones[parent]
+            bones[j].use_connect = False
+    bpy.ops.object.mode_set(mode="OBJECT")
+    view_layer.objects.active = previous
+    return arm
+
+
+def _make_mesh(name: str, asset: AvatarAsset, arm: bpy.types.Object, collection) -> bpy.types.Object:
+    mesh = bpy.data.meshes.new(f"{name}_body")
+    V, F = len(asset.rest_vertices), len(asset.faces)
+    mesh.vertices.add(V)
+    mesh.vertices.foreach_set("co", asset.rest_vertices.astype(np.float32).ravel())
+    mesh.loops.add(3 * F)
+    mesh.loops.foreach_set("vertex_index", asset.faces.astype(np.int32).ravel())
+    mesh.polygons.add(F)
+    mesh.polygons.foreach_set("loop_start", np.arange(0, 3 * F, 3, dtype=np.int32))
+    mesh.polygons.foreach_set("use_smooth", np.ones(F, dtype=bool))
+    mesh.update(calc_edges=True)
+    mesh.validate(clean_customdata=False)
+    # Semantic colour per face: the part of the face's first vertex (raw palette value, linear floats).
+    colour = mesh.color_attributes.new(PART_ATTRIBUTE, "FLOAT_COLOR", "FACE")
+    rgba = np.ones((F, 4), np.float32)
+    rgba[:, :3] = asset.part_palette[asset.vertex_parts[asset.faces[:, 0]]] / 255.0
+    colour.data.foreach_set("color", rgba.ravel())
+    if asset.uvs is not None:
+        mesh.uv_layers.new(name="UVMap").data.foreach_set("uv", asset.uvs.astype(np.float32).ravel())
+    obj = bpy.data.objects.new(f"{name}_body", mesh)
+    collection.objects.link(obj)
+    for j, joint in enumerate(asset.joint_names):
+        obj.vertex_groups.new(name=joint)
+    groups = obj.vertex_groups
+    for k in range(asset.skin_indices.shape[1]):
+        for v, (j, w) in enumerate(zip(asset.skin_indices[:, k].tolist(), asset.skin_weights[:, k].tolist())):
+            if w > 0:
+                groups[j].add([v], w, "ADD")
+    obj.parent = arm
+    modifier = obj.modifiers.new("Armature", "ARMATURE")
+    modifier.object = arm
+    modifier.use_vertex_groups = True
+    modifier.use_deform_preserve_volume = False
+    return obj
+
+
+def _add_correctives(obj: bpy.types.Object, asset: AvatarAsset, weights: np.ndarray, frames: np.ndarray,
+                     name: str) -> None:
+    obj.shape_key_add(name="Basis", from_mix=False)
+    names = asset.corrective_names or [f"pose_{s:03d}" for s in range(len(asset.corrective_shapes))]
+    rest = asset.rest_vertices
+    for s, shape in enumerate(asset.corrective_shapes):
+        key = obj.shape_key_add(name=names[s], from_mix=False)
+        key.slider_min, key.slider_max = -10.0, 10.0
+        key.data.foreach_set("co", (rest + shape).astype(np.float32).ravel())
+    shape_keys = obj.data.shape_keys
+    for s in range(len(asset.corrective_shapes)):
+        key_property(shape_keys, f'key_blocks["{names[s]}"].value', frames, weights[:, s], f"{name}_correctives")
+
+
+def add_actor(name: str, asset: AvatarAsset, motion: Motion, frames: np.ndarray, instance_id: int,
+              collection=None) -> BlenderActor:
+    """Build armature + skinned mesh for ``asset`` and key ``motion`` (one pose per entry of ``frames``)."""
+    asset.check_motion(motion)
+    collection = collection or bpy.context.scene.collection
+    arm = _make_armature(name, asset, collection)
+    obj = _make_mesh(name, asset, arm, collection)
+    obj.pass_index = instance_id
+    basis = pose_basis(asset, motion, _bone_rest_matrices(arm.data, asset.joint_names))
+    quats = _continuous(matrix_to_quat(basis[..., :3, :3]))
+    for j, joint in enumerate(asset.joint_names):
+        bone = arm.pose.bones[joint]
+        bone.rotation_mode = "QUATERNION"
+        path = f'pose.bones["{joint}"]'
+        key_property(arm, f"{path}.rotation_quaternion", frames, quats[:, j], f"{name}_motion")
+        key_property(arm, f"{path}.location", frames, basis[:, j, :3, 3], f"{name}_motion")
+    weights = corrective_weights(asset, motion)
+    if weights is not None:
+        _add_correctives(obj, asset, weights, frames, name)
+    return BlenderActor(name, arm, obj, instance_id)
+
+
+def evaluated_vertices(obj: bpy.types.Object) -> np.ndarray:
+    """World-space vertices (V, 3) of ``obj`` as Blender evaluates it at the current frame."""
+    depsgraph = bpy.context.evaluated_depsgraph_get()
+    evaluated = obj.evaluated_get(depsgraph)
+    mesh = evaluated.to_mesh()
+    try:
+        co = np.empty(len(mesh.vertices) * 3, np.float32)
+        mesh.vertices.foreach_get("co", co)
+    finally:
+        evaluated.to_mesh_clear()
+    M = np.array(evaluated.matrix_world)
+    return co.reshape(-1, 3) @ M[:3, :3].T + M[:3, 3]
