@@ -113,6 +113,8 @@ def resolve_controlnet(spec: str, base: str) -> str:
         return str(Path(base) / f"controlnet-{spec}")
     if spec in CONTROLNETS:
         return CONTROLNETS[spec]
+    if spec in ("mesh", "stack", "mask"):
+        raise UserError("--controlnet", f"no stock ControlNet reads {spec!r} passes; give MODEL={spec} with your own")
     return spec
 
 
@@ -138,22 +140,22 @@ def load_components(model: str, controlnets: list[str], *, scheduler: str = "ddi
     sources = {"model": model if model != "tiny" else f"tiny ({base})"}
     if base.endswith(SINGLE_FILE_SUFFIXES):
         kwargs = {"config": model_config} if model_config else {}
-        pipe = load_pretrained(StableDiffusionPipeline, base, safety_checker=None, **kwargs)
+        pipe = load_pretrained(StableDiffusionPipeline, base, safety_checker=None, torch_dtype=dt, **kwargs)
         unet, vae, text_encoder, tokenizer = pipe.unet, pipe.vae, pipe.text_encoder, pipe.tokenizer
         scheduler_config = pipe.scheduler.config
     else:
-        unet = load_pretrained(UNet2DConditionModel, base, subfolder="unet")
-        vae = load_pretrained(AutoencoderKL, base, subfolder="vae")
-        text_encoder = load_pretrained(CLIPTextModel, base, subfolder="text_encoder")
+        unet = load_pretrained(UNet2DConditionModel, base, subfolder="unet", torch_dtype=dt)
+        vae = load_pretrained(AutoencoderKL, base, subfolder="vae", torch_dtype=dt)
+        text_encoder = load_pretrained(CLIPTextModel, base, subfolder="text_encoder", dtype=dt)
         tokenizer = load_pretrained(CLIPTokenizer, base, subfolder="tokenizer")
         scheduler_config = load_pretrained(DDIMScheduler, base, subfolder="scheduler").config
     nets = []
     for spec in controlnets:
         source = resolve_controlnet(spec, base)
-        nets.append(load_pretrained(ControlNetModel, source))
+        nets.append(load_pretrained(ControlNetModel, source, torch_dtype=dt))
         sources[f"controlnet:{spec}"] = source
     for module in (unet, vae, text_encoder, *nets):
-        module.to(device=dev, dtype=dt).eval().requires_grad_(False)
+        module.to(dev).eval().requires_grad_(False)
     return Components(unet=unet, vae=vae, text_encoder=text_encoder, tokenizer=tokenizer,
                       scheduler=make_scheduler(scheduler, scheduler_config), controlnets=nets,
                       device=dev, dtype=dt, sources=sources)

@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 
 # Condition kind -> input channels of its tiny ControlNet ("stack" = depth(1) + normal(3) + mask(1)).
-TINY_CONTROLNETS = {"openpose": 3, "depth": 3, "normal": 3, "stack": 5}
+TINY_CONTROLNETS = {"openpose": 3, "depth": 3, "normal": 3, "mesh": 3, "stack": 5}
 TOKENS = 16  # tokenizer model_max_length / text positions (SD uses 77)
 SEED = 1234
 

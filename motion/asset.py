@@ -10,6 +10,12 @@ root rotation included) and joint positions p, linear blend skinning is
     v' = sum_j w_j * ( G_j @ model_to_world.T @ (v - J_j) + p_j )
 
 with J_j the rest joint positions. The identity pose therefore has root rotation = model_to_world.
+
+Pose correctives (SMPL family, ``posedirs``): when ``corrective_shapes`` is present it holds
+9 (J - 1) world-frame vertex offsets, shape 9 (j - 1) + 3 a + b weighted by (R_j[a, b] - delta_ab)
+with R_j joint j's local rotation matrix (the Motion's rotation of joint j); their weighted sum is
+added to the rest vertices before skinning. ``corrective_names`` spell this as ``<joint>.r<a><b>``
+(e.g. for Blender shape keys driven by the pose bones).
 """
 
 from __future__ import annotations
@@ -76,12 +82,23 @@ class AvatarAsset:
         G, p = sub.global_transforms(self.rest_offsets)
         A = G @ self.model_to_world.T                                  # (T, J, 3, 3)
         t = p - np.einsum("tjab,jb->tja", A, self.rest_joints)        # (T, J, 3)
+        rest = self.posed_rest_vertices(sub.rotations)                 # (T, V, 3)
         idx, w = self.skin_indices, self.skin_weights.astype(np.float64)
         out = np.zeros((len(p), len(self.rest_vertices), 3))
         for k in range(idx.shape[1]):
             Ak, tk = A[:, idx[:, k]], t[:, idx[:, k]]
-            out += w[None, :, k, None] * (np.einsum("tvab,vb->tva", Ak, self.rest_vertices) + tk)
+            out += w[None, :, k, None] * (np.einsum("tvab,tvb->tva", Ak, rest) + tk)
         return out
+
+    def posed_rest_vertices(self, rotations: np.ndarray) -> np.ndarray:
+        """Rest vertices (T, V, 3) plus the pose correctives of local ``rotations`` (T, J, 3)."""
+        rest = np.broadcast_to(self.rest_vertices, (len(rotations),) + self.rest_vertices.shape)
+        if self.corrective_shapes is None:
+            return rest
+        from motion.rotations import axis_angle_to_matrix
+
+        feature = (axis_angle_to_matrix(rotations[:, 1:]) - np.eye(3)).reshape(len(rotations), -1)
+        return rest + np.einsum("ts,svd->tvd", feature, self.corrective_shapes)
 
     def keypoints(self, posed_vertices: np.ndarray) -> np.ndarray:
         """Keypoints (T, K, 3) regressed from posed vertices (T, V, 3)."""
@@ -116,6 +133,9 @@ class AvatarAsset:
         if self.keypoint_vertex_ids.shape != self.keypoint_vertex_weights.shape or \
                 len(self.keypoint_vertex_ids) != len(self.keypoint_names):
             raise UserError(where, "keypoint regressors do not match keypoint_names")
+        if self.corrective_shapes is not None and (
+                np.shape(self.corrective_shapes) != (9 * (J - 1), V, 3) or len(self.corrective_names) != 9 * (J - 1)):
+            raise UserError(where, f"corrective_shapes must be ({9 * (J - 1)}, {V}, 3) with as many corrective_names")
         for name in ("rest_vertices", "rest_joints", "skin_weights"):
             if not np.all(np.isfinite(getattr(self, name))):
                 raise UserError(where, f"{name} contains NaN or inf")

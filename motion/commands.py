@@ -15,6 +15,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     p = msub.add_parser("info", help="frames, fps, duration, skeleton and joint count of a motion file")
     p.add_argument("file")
+    _reader_args(p)
     p.set_defaults(func=cmd_info)
 
     p = msub.add_parser("convert", help="convert between formats, resample, trim, retarget")
@@ -25,6 +26,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--end", type=float, help="last second to keep (exclusive)")
     p.add_argument("--to", choices=BODIES, help="retarget onto this body's skeleton")
     _model_args(p)
+    _reader_args(p)
     p.add_argument("--force", action="store_true", help="overwrite OUTPUT")
     p.set_defaults(func=cmd_convert)
 
@@ -54,6 +56,22 @@ def _model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--gender", choices=("neutral", "male", "female"), help="SMPL-family model gender")
 
 
+def _reader_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--frame", choices=("y_up", "z_up", "opencv"), default="y_up",
+                   help="world frame of SMPL-X fitter files (opencv: camera-space fits)")
+    p.add_argument("--sample", type=int, default=0, help="which sample of an MDM results.npy")
+    p.add_argument("--units", choices=("m", "cm", "mm", "inch"), help="BVH units (default: guessed)")
+    p.add_argument("--source-fps", type=float, help="frame rate of files that do not state one")
+
+
+def _read(args):
+    from motion.io import read_motion
+
+    return read_motion(args.file if hasattr(args, "file") else args.input,
+                       model_path=getattr(args, "model_path", None), fps=args.source_fps,
+                       frame=args.frame, sample=args.sample, units=args.units)
+
+
 def parse_shape(items: list[str]) -> dict[str, float]:
     shape = {}
     for item in items:
@@ -68,23 +86,21 @@ def parse_shape(items: list[str]) -> dict[str, float]:
 
 
 def cmd_info(args) -> None:
-    from motion.io import read_motion
-
-    m = read_motion(args.file)
+    m = _read(args)
     print(f"file      {args.file}\nskeleton  {m.skeleton}\njoints    {m.n_joints}\n"
           f"frames    {m.n_frames}\nfps       {m.fps:g}\nduration  {m.duration:.3f} s")
 
 
 def cmd_convert(args) -> None:
     from motion.fileio import check_writable
-    from motion.io import read_motion, write_motion
+    from motion.io import write_motion
     from motion.ops import resample, trim
 
     check_writable(args.output, args.force)
-    m = read_motion(args.input, model_path=args.model_path)
+    m = _read(args)
     if args.start is not None or args.end is not None:
         m = trim(m, args.start, args.end)
-    if args.fps:
+    if args.fps is not None:
         m = resample(m, args.fps)
     if args.to:
         from motion.bodies import bake_avatar

@@ -8,9 +8,9 @@ bones are made from ``rest_joints``/``bone_tails``) and our skinning transform `
 ``P_j B_j^-1``. The keyed local transform is ``B_j^-1 B_parent P_parent^-1 P_j`` (Blender's pose
 chain with inherited rotation and scale), so Blender's evaluated mesh equals ``AvatarAsset.skin``.
 
-Correctives. Shape ``s = 9 * (j - 1) + 3 * r + c`` is weighted by ``(R_j - I)[r, c]`` with ``R_j`` joint
-j's local rotation matrix (SMPL's pose blend shapes, joints 1..J-1, row-major), added to the rest
-mesh before skinning; :func:`posed_vertices` is the numpy reference of the same.
+Correctives (``motion.asset``): shape ``9 (j - 1) + 3 a + b`` is weighted by ``(R_j - I)[a, b]`` with
+``R_j`` joint j's local rotation matrix; Blender applies shape keys before the armature, as
+``AvatarAsset.skin`` adds them to the rest mesh before skinning.
 """
 
 from __future__ import annotations
@@ -42,23 +42,7 @@ def corrective_weights(asset: AvatarAsset, motion: Motion) -> np.ndarray | None:
         return None
     R = axis_angle_to_matrix(motion.rotations[:, 1:])                      # (T, J-1, 3, 3)
     feats = (R - np.eye(3)).reshape(motion.n_frames, -1)
-    S = len(asset.corrective_shapes)
-    if S != feats.shape[1]:
-        raise ValueError(f"{S} corrective shapes but the skeleton gives {feats.shape[1]} pose features")
     return feats
-
-
-def posed_vertices(asset: AvatarAsset, motion: Motion) -> np.ndarray:
-    """(T, V, 3) world vertices: correctives (if any) then linear blend skinning (numpy reference)."""
-    weights = corrective_weights(asset, motion)
-    if weights is None:
-        return asset.skin(motion)
-    shapes = asset.corrective_shapes.reshape(len(asset.corrective_shapes), -1)
-    out = np.empty((motion.n_frames, len(asset.rest_vertices), 3))
-    for t in range(motion.n_frames):
-        rest = asset.rest_vertices + (weights[t] @ shapes).reshape(-1, 3)
-        out[t] = dataclasses.replace(asset, rest_vertices=rest).skin(motion, slice(t, t + 1))[0]
-    return out
 
 
 def _bone_rest_matrices(arm_data: bpy.types.Armature, names: list[str]) -> np.ndarray:
@@ -159,7 +143,7 @@ def _make_mesh(name: str, asset: AvatarAsset, arm: bpy.types.Object, collection)
 def _add_correctives(obj: bpy.types.Object, asset: AvatarAsset, weights: np.ndarray, frames: np.ndarray,
                      name: str) -> None:
     obj.shape_key_add(name="Basis", from_mix=False)
-    names = asset.corrective_names or [f"pose_{s:03d}" for s in range(len(asset.corrective_shapes))]
+    names = asset.corrective_names
     rest = asset.rest_vertices
     for s, shape in enumerate(asset.corrective_shapes):
         key = obj.shape_key_add(name=names[s], from_mix=False)

@@ -98,10 +98,17 @@ def ssim_map(pred: np.ndarray, gt: np.ndarray, data_range: float = 1.0) -> np.nd
     return (num / den).mean(axis=-1)
 
 
-def ssim(pred: np.ndarray, gt: np.ndarray, mask: np.ndarray | None = None, data_range: float = 1.0) -> float:
-    """Mean SSIM over the windows whose centre pixel is in ``mask`` (all windows without a mask)."""
-    smap = ssim_map(pred, gt, data_range)
+def mean_ssim(smap: np.ndarray, mask: np.ndarray | None = None) -> float:
+    """Mean of an :func:`ssim_map` over the windows whose centre pixel is in ``mask`` (image-sized)."""
     if mask is None:
         return float(smap.mean())
-    centres = _pixel_mask(mask, np.shape(pred))[_HALF:-_HALF, _HALF:-_HALF]
+    mask = np.asarray(mask, dtype=bool)
+    if mask.shape != (smap.shape[0] + 2 * _HALF, smap.shape[1] + 2 * _HALF):
+        raise ValueError(f"mask shape {mask.shape} does not match the image of this SSIM map")
+    centres = mask[_HALF:-_HALF, _HALF:-_HALF]
     return float(smap[centres].mean()) if centres.any() else math.nan
+
+
+def ssim(pred: np.ndarray, gt: np.ndarray, mask: np.ndarray | None = None, data_range: float = 1.0) -> float:
+    """Mean SSIM over the windows whose centre pixel is in ``mask`` (all windows without a mask)."""
+    return mean_ssim(ssim_map(pred, gt, data_range), mask)

@@ -8,7 +8,7 @@ Conventions
 - Valid (non-occluded) pixels of frame t: the target x + flow lies inside the frame (between the
   outermost pixel centres), and the depth pass agrees there, i.e. the point is not hidden in
   frame t+1: with d0 = depth_t(x) and d1 = depth_{t+1} at the nearest pixel to the target,
-  |d1 - d0| <= rel_tol * d0 (both infinite, i.e. empty background, also agrees). The relative
+  |d1 - d0| <= rel_tol * d0; both empty (depth >= 1e9 or inf, render/meta.py) also agrees. The relative
   tolerance absorbs the point's own motion along the view axis between two frames (default 5%:
   15 cm at 3 m, above a limb's per-frame travel at 30 fps, below most occluder gaps).
 - Warping error (Lai et al. 2018, "Learning Blind Video Temporal Consistency"; the "WE" of
@@ -31,6 +31,7 @@ import math
 import numpy as np
 
 DEPTH_REL_TOL = 0.05
+EMPTY_DEPTH = 1e9     # render/meta.py depth_float: background >= 1e9
 
 
 def _sample_positions(flow: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -40,21 +41,30 @@ def _sample_positions(flow: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return rows + flow[..., 1], cols + flow[..., 0]
 
 
-def warp_backward(image_next: np.ndarray, flow: np.ndarray) -> np.ndarray:
-    """Sample ``image_next`` at x + flow(x) bilinearly (positions clamped to the frame)."""
-    image = np.asarray(image_next, dtype=np.float64)
-    h, w = image.shape[:2]
-    r, c = _sample_positions(np.asarray(flow, dtype=np.float64))
-    r, c = np.clip(r, 0, h - 1), np.clip(c, 0, w - 1)
-    r0 = np.minimum(np.floor(r).astype(int), h - 2) if h > 1 else np.zeros_like(r, dtype=int)
-    c0 = np.minimum(np.floor(c).astype(int), w - 2) if w > 1 else np.zeros_like(c, dtype=int)
-    fr, fc = r - r0, c - c0
-    r1, c1 = np.minimum(r0 + 1, h - 1), np.minimum(c0 + 1, w - 1)
-    if image.ndim == 3:
-        fr, fc = fr[..., None], fc[..., None]
-    top = image[r0, c0] * (1 - fc) + image[r0, c1] * fc
-    bottom = image[r1, c0] * (1 - fc) + image[r1, c1] * fc
-    return top * (1 - fr) + bottom * fr
+class BackwardWarp:
+    """``warp(F)(x) = F(x + flow(x))``, bilinear between pixel centres, positions clamped to the
+    frame; the sampling pattern is computed once per flow and applied to any number of images."""
+
+    def __init__(self, flow: np.ndarray):
+        flow = np.asarray(flow, dtype=np.float64)
+        self.shape = flow.shape[:2]
+        h, w = self.shape
+        r, c = _sample_positions(flow)
+        r, c = np.clip(r, 0, h - 1), np.clip(c, 0, w - 1)
+        r0 = np.minimum(np.floor(r).astype(np.intp), max(h - 2, 0))
+        c0 = np.minimum(np.floor(c).astype(np.intp), max(w - 2, 0))
+        r1, c1 = np.minimum(r0 + 1, h - 1), np.minimum(c0 + 1, w - 1)
+        fr, fc = (r - r0)[..., None], (c - c0)[..., None]
+        self.index = [(a * w + b).ravel() for a, b in ((r0, c0), (r0, c1), (r1, c0), (r1, c1))]
+        self.weight = [(1 - fr) * (1 - fc), (1 - fr) * fc, fr * (1 - fc), fr * fc]
+
+    def __call__(self, image: np.ndarray) -> np.ndarray:
+        image = np.asarray(image, dtype=np.float64)
+        if image.shape[:2] != self.shape:
+            raise ValueError(f"image {image.shape[:2]} does not match the flow {self.shape}")
+        flat = image.reshape(self.shape[0] * self.shape[1], -1)
+        out = sum(wt * flat[idx].reshape(*self.shape, -1) for idx, wt in zip(self.index, self.weight))
+        return out.reshape(image.shape)
 
 
 def valid_mask(flow: np.ndarray, depth_t: np.ndarray, depth_next: np.ndarray,
@@ -67,9 +77,10 @@ def valid_mask(flow: np.ndarray, depth_t: np.ndarray, depth_next: np.ndarray,
     ci = np.clip(np.rint(c).astype(int), 0, w - 1)
     d0 = np.asarray(depth_t, dtype=np.float64)
     d1 = np.asarray(depth_next, dtype=np.float64)[ri, ci]
+    empty0, empty1 = ~(d0 < EMPTY_DEPTH), ~(d1 < EMPTY_DEPTH)    # NaN counts as empty too
     with np.errstate(invalid="ignore"):
-        agree = np.abs(d1 - d0) <= rel_tol * d0
-    agree |= np.isinf(d0) & np.isinf(d1)
+        agree = ~empty0 & ~empty1 & (np.abs(d1 - d0) <= rel_tol * d0)
+    agree |= empty0 & empty1
     return inside & agree
 
 
@@ -77,17 +88,17 @@ def _masked_mean(values: np.ndarray, valid: np.ndarray) -> float:
     return float(values[valid].mean()) if valid.any() else math.nan
 
 
-def warping_error(frame_t: np.ndarray, frame_next: np.ndarray, flow: np.ndarray, valid: np.ndarray) -> float:
+def warping_error(frame_t: np.ndarray, frame_next: np.ndarray, warp: BackwardWarp, valid: np.ndarray) -> float:
     """Per-channel MSE between frame t and frame t+1 warped back, over valid pixels ([0, 1] images)."""
-    diff = np.asarray(frame_t, dtype=np.float64) - warp_backward(frame_next, flow)
+    diff = np.asarray(frame_t, dtype=np.float64) - warp(frame_next)
     return _masked_mean(np.square(diff), valid)
 
 
 def temporal_l1(pred_t: np.ndarray, pred_next: np.ndarray, gt_t: np.ndarray, gt_next: np.ndarray,
-                flow: np.ndarray, valid: np.ndarray) -> float:
+                warp: BackwardWarp, valid: np.ndarray) -> float:
     """Mean |(P_t - warp P_{t+1}) - (G_t - warp G_{t+1})| over valid pixels and channels."""
-    dp = np.asarray(pred_t, dtype=np.float64) - warp_backward(pred_next, flow)
-    dg = np.asarray(gt_t, dtype=np.float64) - warp_backward(gt_next, flow)
+    dp = np.asarray(pred_t, dtype=np.float64) - warp(pred_next)
+    dg = np.asarray(gt_t, dtype=np.float64) - warp(gt_next)
     return _masked_mean(np.abs(dp - dg), valid)
 
 

@@ -53,16 +53,18 @@ class OverlapAccumulator:
     """Weighted per-frame sum of window predictions, normalised by the per-frame weight total."""
 
     def __init__(self, like: torch.Tensor, weighting: str = "uniform"):
-        self.sum = torch.zeros_like(like)
-        self.weight = torch.zeros(like.shape[0], dtype=like.dtype, device=like.device)
+        # float32 sums keep fp16/bf16 runs accurate; for fp32 a single window is bit-exact (x * 1 / 1).
+        self.dtype = like.dtype
+        self.sum = torch.zeros(like.shape, dtype=torch.float32, device=like.device)
+        self.weight = torch.zeros(like.shape[0], dtype=torch.float32, device=like.device)
         self.weighting = weighting
 
     def add(self, start: int, stop: int, prediction: torch.Tensor) -> None:
-        w = frame_weights(stop - start, self.weighting).to(prediction)
-        self.sum[start:stop] += prediction * w.view(-1, *([1] * (prediction.ndim - 1)))
+        w = frame_weights(stop - start, self.weighting).to(self.sum.device)
+        self.sum[start:stop] += prediction.float() * w.view(-1, *([1] * (prediction.ndim - 1)))
         self.weight[start:stop] += w
 
     def mean(self) -> torch.Tensor:
         if bool((self.weight == 0).any()):
             raise ValueError("some frames are covered by no window")
-        return self.sum / self.weight.view(-1, *([1] * (self.sum.ndim - 1)))
+        return (self.sum / self.weight.view(-1, *([1] * (self.sum.ndim - 1)))).to(self.dtype)

@@ -130,24 +130,14 @@ def _hand_pose(data: dict, side: str, T: int, where, model_path) -> np.ndarray:
 
 def hand_pca(model_path: str | os.PathLike, gender: str, side: str) -> tuple[np.ndarray, np.ndarray]:
     """The SMPL-X model's hand PCA basis (45, 45) and mean (45,) for ``side`` ("left"/"right")."""
-    path = _smplx_model_file(Path(model_path), gender)
+    from motion.bodies.smpl_family import model_file, read_model_arrays
+
+    path = model_file("smplx", model_path, gender)
+    data = read_model_arrays(path)
     letter = side[0]
-    data = load_pickle(path) if path.suffix == ".pkl" else dict(np.load(path, allow_pickle=True))
     try:
         components = np.asarray(data[f"hands_components{letter}"], dtype=np.float64)
         mean = np.asarray(data[f"hands_mean{letter}"], dtype=np.float64).reshape(_HAND_WIDTH)
     except KeyError as exc:
         raise UserError(path, f"not an SMPL-X model file (no {exc.args[0]!r})") from None
     return components.reshape(-1, _HAND_WIDTH), mean
-
-
-def _smplx_model_file(model_path: Path, gender: str) -> Path:
-    """A model file, or SMPLX_<GENDER>.npz/.pkl inside the folder (or its ``smplx/`` subfolder)."""
-    if model_path.is_file():
-        return model_path
-    for folder in (model_path, model_path / "smplx"):
-        for suffix in (".npz", ".pkl"):
-            candidate = folder / f"SMPLX_{gender.upper()}{suffix}"
-            if candidate.is_file():
-                return candidate
-    raise UserError(model_path, f"no SMPL-X model file SMPLX_{gender.upper()}.npz/.pkl found here")

@@ -1,0 +1,67 @@
+"""``avatarcine addon build|install``: package the Blender extension (with the numpy-only ``motion``
+and ``render`` packages it runs) and install it into a Blender 4.2+."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import zipfile
+from pathlib import Path
+
+from motion.errors import UserError
+
+REPO = Path(__file__).resolve().parents[1]
+# What the extension runs inside a stock Blender: render/ and the numpy-only part of motion/.
+MOTION_MODULES = ("__init__", "errors", "fileio", "motion", "asset", "rotations", "skeletons",
+                  "reference_skeleton", "ops", "progress")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("addon", help="build or install the Blender extension")
+    asub = p.add_subparsers(dest="addon_command", metavar="ACTION", required=True)
+    b = asub.add_parser("build", help="zip the extension for Blender's 'Install from Disk'")
+    b.add_argument("-o", "--output", default="avatarcine_blender_extension.zip")
+    b.add_argument("--force", action="store_true")
+    b.set_defaults(func=cmd_build)
+    i = asub.add_parser("install", help="build and install into a Blender (blender --command extension install-file)")
+    i.add_argument("--blender", help="Blender executable (default: blender on PATH)")
+    i.set_defaults(func=cmd_install)
+
+
+def _files() -> list[tuple[Path, str]]:
+    out = [(REPO / "blender_addon" / "__init__.py", "__init__.py"),
+           (REPO / "blender_addon" / "blender_manifest.toml", "blender_manifest.toml")]
+    out += [(REPO / "motion" / f"{m}.py", f"motion/{m}.py") for m in MOTION_MODULES]
+    out += [(p, f"render/{p.name}") for p in sorted((REPO / "render").glob("*.py")) if p.name != "bench.py"]
+    return out
+
+
+def build(output: str | os.PathLike, force: bool = False) -> Path:
+    from motion.fileio import atomic_path
+    with atomic_path(output, force) as tmp:
+        with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as zf:
+            for path, arc in _files():
+                zf.write(path, arc)
+    return Path(output)
+
+
+def cmd_build(args) -> int:
+    print(build(args.output, args.force))
+    return 0
+
+
+def cmd_install(args) -> int:
+    blender = args.blender or shutil.which("blender")
+    if not blender:
+        raise UserError("--blender", "no Blender executable found on PATH; pass --blender /path/to/blender")
+    import tempfile
+    with tempfile.TemporaryDirectory() as tmp:
+        zip_path = build(Path(tmp) / "avatarcine.zip")
+        run = subprocess.run([blender, "--command", "extension", "install-file", "-r", "user_default", "-e",
+                              str(zip_path)], capture_output=True, text=True)
+    if run.returncode:
+        raise UserError(blender, f"extension install failed: {(run.stderr or run.stdout).strip().splitlines()[-1:]}")
+    print("installed avatarcine into", blender)
+    return 0

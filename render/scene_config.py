@@ -1,0 +1,194 @@
+"""The scene file (YAML or JSON): validation in plain Python, so a stock Blender (no pydantic, no
+pyyaml) runs the same checks. Unknown keys are an error that names them.
+
+Example (every key but ``actors`` has a default)::
+
+    fps: 30
+    resolution: [512, 512]
+    frames: {start: 0, end: 59}          # inclusive; or {seconds: 2}; default: the whole motion
+    actors:
+      - name: alice
+        body: anny                       # or {type: smplx, model: /path/models, shape: {betas: [...]}}
+        motion: walk.npz                 # or {generate: "a person waves", seconds: 3, seed: 0}
+        position: [0, 0]                 # where the clip starts; omitted: where the motion is
+        heading_deg: 0                   # facing at the start (0 = facing -Y); omitted: as recorded
+      - name: bob
+        avatar: bob.avatar.npz           # an already baked avatar (``avatarcine avatar bake``) ...
+        motion: bob_on_smplh.npz         # ... with a motion on its skeleton: no torch needed
+    camera: {type: orbit, degrees: 90}   # or {shots: [{type: static, seconds: 1}, {type: follow}]}
+    passes: [mesh, normal, depth, semantic, mask, skeleton]
+    engine: {rgb: auto, rgb_samples: 32}
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+from pathlib import Path
+
+from motion.errors import UserError
+from render.cameras import CAMERA_TYPES
+
+CONDITION_PASSES = ("mesh", "normal", "depth", "semantic", "mask", "skeleton")
+ALL_PASSES = CONDITION_PASSES + ("flow", "rgb")
+BODIES = ("anny", "smpl", "smplh", "smplx")
+_TOP = {"fps", "resolution", "frames", "actors", "camera", "passes", "engine"}
+_ACTOR = {"name", "body", "avatar", "motion", "position", "heading_deg"}
+_BODY = {"type", "model", "shape", "gender"}
+_ENGINE = {"rgb", "rgb_samples", "flat"}
+_CAMERA_KEYS = {
+    "common": {"type", "focal_mm", "fill", "distance", "seconds", "roll_deg"},
+    "static": {"position", "look_at", "target", "azimuth_deg", "elevation_deg"},
+    "orbit": {"target", "radius", "height", "degrees", "direction", "start_deg", "elevation_deg"},
+    "dolly": {"start", "end", "look_at", "azimuth_deg", "elevation_deg", "ratio", "towards"},
+    "zoom": {"focal_start_mm", "focal_end_mm", "azimuth_deg", "elevation_deg"},
+    "follow": {"target", "smoothing_s", "azimuth_deg", "elevation_deg"},
+    "handheld": {"base", "seed", "amplitude_deg", "amplitude_m", "frequency_hz"},
+    "keyframes": {"keys"},
+    "from_file": {"path"},
+}
+
+
+def _unknown(where: str, given: dict, allowed: set) -> None:
+    extra = sorted(set(given) - allowed)
+    if extra:
+        raise UserError(where, f"unknown key{'s' if len(extra) > 1 else ''} {', '.join(map(repr, extra))} "
+                               f"(allowed: {', '.join(sorted(allowed))})")
+
+
+def _mapping(value, where: str) -> dict:
+    if not isinstance(value, dict):
+        raise UserError(where, f"must be a mapping, got {type(value).__name__}")
+    return value
+
+
+def _number(value, where: str, positive: bool = False) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or (positive and value <= 0):
+        raise UserError(where, f"must be a {'positive ' if positive else ''}number, got {value!r}")
+    return float(value)
+
+
+def _camera(spec, where: str) -> dict:
+    spec = _mapping(spec, where)
+    if "shots" in spec:
+        _unknown(where, spec, {"shots"})
+        if not isinstance(spec["shots"], list) or not spec["shots"]:
+            raise UserError(f"{where}.shots", "must be a non-empty list of cameras")
+        return {"shots": [_camera(s, f"{where}.shots[{i}]") for i, s in enumerate(spec["shots"])]}
+    kind = spec.get("type", "static")
+    if kind not in CAMERA_TYPES:
+        raise UserError(f"{where}.type", f"unknown camera type {kind!r} (one of {', '.join(CAMERA_TYPES)})")
+    _unknown(where, spec, _CAMERA_KEYS["common"] | _CAMERA_KEYS[kind])
+    if kind == "handheld" and "base" in spec:
+        spec = {**spec, "base": _camera(spec["base"], f"{where}.base")}
+    if kind == "from_file" and "path" not in spec:
+        raise UserError(where, "from_file camera needs path")
+    return spec
+
+
+def _actor(spec, i: int) -> dict:
+    where = f"actors[{i}]"
+    spec = _mapping(spec, where)
+    _unknown(where, spec, _ACTOR)
+    heading = spec.get("heading_deg")
+    out = {"name": str(spec.get("name", f"actor{i}")), "position": spec.get("position"),
+           "heading_deg": None if heading is None else _number(heading, f"{where}.heading_deg")}
+    if "motion" not in spec:
+        raise UserError(where, "needs motion (a file, or {generate: text, seconds: S})")
+    motion = spec["motion"]
+    if isinstance(motion, dict):
+        _unknown(f"{where}.motion", motion, {"generate", "seconds", "seed"})
+        if not isinstance(motion.get("generate"), str):
+            raise UserError(f"{where}.motion", "generate must be a text prompt")
+    elif not isinstance(motion, str):
+        raise UserError(f"{where}.motion", "must be a file path or {generate: text, seconds: S}")
+    out["motion"] = motion
+    if "avatar" in spec:
+        if "body" in spec:
+            raise UserError(where, "give either body (baked for you) or avatar (a baked .npz), not both")
+        out["avatar"] = str(spec["avatar"])
+    else:
+        body = spec.get("body", "anny")
+        body = {"type": body} if isinstance(body, str) else _mapping(body, f"{where}.body")
+        _unknown(f"{where}.body", body, _BODY)
+        if body.get("type") not in BODIES:
+            raise UserError(f"{where}.body", f"type must be one of {', '.join(BODIES)}, got {body.get('type')!r}")
+        out["body"] = body
+    pos = out["position"]
+    if pos is not None:
+        if not isinstance(pos, (list, tuple)) or len(pos) not in (2, 3):
+            raise UserError(f"{where}.position", f"must be [x, y] or [x, y, z], got {pos!r}")
+        out["position"] = [_number(v, f"{where}.position") for v in pos]
+    return out
+
+
+def validate_scene(raw, where: str = "scene") -> dict:
+    """Check a scene mapping and return it with defaults filled in (a new dict)."""
+    scene = copy.deepcopy(_mapping(raw, where))
+    _unknown(where, scene, _TOP)
+    fps = _number(scene.get("fps", 30), "fps", positive=True)
+    res = scene.get("resolution", [512, 512])
+    if (not isinstance(res, (list, tuple)) or len(res) != 2
+            or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in res)):
+        raise UserError("resolution", f"must be [width, height] in pixels, got {res!r}")
+    frames = _mapping(scene.get("frames", {}), "frames")
+    _unknown("frames", frames, {"start", "end", "seconds"})
+    if "seconds" in frames and ("start" in frames or "end" in frames):
+        raise UserError("frames", "give {start, end} or {seconds}, not both")
+    for key in ("start", "end"):
+        if key in frames and (not isinstance(frames[key], int) or frames[key] < 0):
+            raise UserError(f"frames.{key}", f"must be a frame number >= 0, got {frames[key]!r}")
+    if "seconds" in frames:
+        _number(frames["seconds"], "frames.seconds", positive=True)
+    if "start" in frames and "end" in frames and frames["end"] < frames["start"]:
+        raise UserError("frames", f"end {frames['end']} is before start {frames['start']}")
+    actors = scene.get("actors")
+    if not isinstance(actors, list) or not actors:
+        raise UserError("actors", "needs a non-empty list of actors")
+    actors = [_actor(a, i) for i, a in enumerate(actors)]
+    names = [a["name"] for a in actors]
+    if len(set(names)) != len(names):
+        raise UserError("actors", f"actor names must be unique, got {names}")
+    passes = scene.get("passes", list(CONDITION_PASSES))
+    if not isinstance(passes, list) or not passes:
+        raise UserError("passes", "must be a non-empty list of pass names")
+    bad = [p for p in passes if p not in ALL_PASSES]
+    if bad:
+        raise UserError("passes", f"unknown pass{'es' if len(bad) > 1 else ''} {bad} (known: {', '.join(ALL_PASSES)})")
+    engine = _mapping(scene.get("engine", {}), "engine")
+    _unknown("engine", engine, _ENGINE)
+    if engine.get("rgb", "auto") not in ("auto", "cycles", "eevee"):
+        raise UserError("engine.rgb", f"must be auto, cycles or eevee, got {engine['rgb']!r}")
+    if engine.get("flat", "cycles") != "cycles":
+        raise UserError("engine.flat", "flat passes render with cycles (one sample, no filter: exact)")
+    return {
+        "fps": fps, "resolution": [int(res[0]), int(res[1])], "frames": frames, "actors": actors,
+        "camera": _camera(scene.get("camera", {"type": "orbit", "degrees": 90}), "camera"),
+        "passes": list(dict.fromkeys(passes)),
+        "engine": {"rgb": engine.get("rgb", "auto"),
+                   "rgb_samples": int(_number(engine.get("rgb_samples", 32), "engine.rgb_samples", True)),
+                   "flat": "cycles"},
+    }
+
+
+def load_scene_file(path: str | os.PathLike) -> dict:
+    """Read a YAML (needs pyyaml) or JSON scene file; the raw mapping, not yet validated."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(path, "no such scene file")
+    text = path.read_text()
+    if path.suffix.lower() == ".json":
+        try:
+            return json.loads(text)
+        except ValueError as exc:
+            raise UserError(path, f"invalid JSON ({exc})") from None
+    try:
+        import yaml
+    except ImportError:
+        raise UserError(path, "reading YAML needs pyyaml (absent in stock Blender: the blender entry "
+                              "converts scenes through the avatarcine command)") from None
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise UserError(path, f"invalid YAML ({str(exc).splitlines()[0]})") from None

@@ -1,0 +1,126 @@
+"""The ControlNet method against diffusers' stock pipeline, and the identities of the temporal toolkit."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+
+from _diffusion_util import tiny_dir, write_passes  # noqa: F401
+from diffusion.conditioning import Framing, load_condition
+from diffusion.methods.controlnet import ControlNetSettings, ControlSpec, load, run
+from diffusion.models import make_scheduler
+from diffusion.passes import PassesFolder
+
+PROMPT, NEGATIVE = "a dancer in a red dress", "blurry"
+
+
+@pytest.fixture(scope="module")
+def passes(tmp_path_factory):
+    return PassesFolder.open(write_passes(tmp_path_factory.mktemp("passes") / "clip", frames=4))
+
+
+def _settings(tiny_dir, **kw) -> ControlNetSettings:
+    base = dict(prompt=PROMPT, negative_prompt=NEGATIVE, model=str(tiny_dir), steps=3, cfg=5.0, seed=3,
+                attention="none", window=None, overlap=0, shared_noise=0.0,
+                controlnets=[ControlSpec.parse("openpose", 1.0), ControlSpec.parse("depth", 0.7, 0.0, 0.5)])
+    base.update(kw)
+    return ControlNetSettings(**base)
+
+
+@pytest.fixture(scope="module")
+def components(tiny_dir):
+    return load(_settings(tiny_dir))
+
+
+def _run(passes, components, settings):
+    components.scheduler = make_scheduler(settings.scheduler, components.scheduler.config)
+    return run(passes, settings, components)
+
+
+@pytest.mark.parametrize("scheduler", ["ddim", "euler", "dpm"])
+def test_temporal_off_equals_diffusers_controlnet_pipeline(passes, components, tiny_dir, scheduler):
+    from diffusers import StableDiffusionControlNetPipeline
+
+    s = _settings(tiny_dir, scheduler=scheduler)
+    ours = _run(passes, components, s)
+    c = components
+    framing = Framing.cover(passes.resolution)
+    images = [load_condition(passes, spec.passes, passes.indices, framing, 3).window(0, 4) for spec in s.controlnets]
+    pipe = StableDiffusionControlNetPipeline(
+        vae=c.vae, text_encoder=c.text_encoder, tokenizer=c.tokenizer, unet=c.unet, controlnet=c.controlnets,
+        scheduler=make_scheduler(scheduler, c.scheduler.config), safety_checker=None, feature_extractor=None,
+        requires_safety_checker=False)
+    pipe.set_progress_bar_config(disable=True)
+    kwargs = dict(image=images, negative_prompt=[NEGATIVE] * 4, num_inference_steps=3, guidance_scale=5.0,
+                  controlnet_conditioning_scale=[1.0, 0.7], control_guidance_start=[0.0, 0.0],
+                  control_guidance_end=[1.0, 0.5], height=64, width=64)
+    latents = pipe([PROMPT] * 4, generator=torch.Generator().manual_seed(3), output_type="latent", **kwargs).images
+    assert torch.equal(ours.latents, latents.cpu())  # bit-identical
+    frames = pipe([PROMPT] * 4, generator=torch.Generator().manual_seed(3), output_type="np", **kwargs).images
+    np.testing.assert_array_equal(ours.frames, (frames * 255).round().astype(np.uint8))
+
+
+def test_window_covering_the_clip_equals_no_windowing(passes, components, tiny_dir):
+    for attention in ("window", "cross-frame"):
+        whole = _run(passes, components, _settings(tiny_dir, attention=attention, window=None))
+        for ws, ov in ((4, 2), (16, 4)):
+            windowed = _run(passes, components, _settings(tiny_dir, attention=attention, window=ws, overlap=ov))
+            assert torch.equal(windowed.latents, whole.latents)
+
+
+def test_frame_independent_model_is_unchanged_by_windows(passes, components, tiny_dir):
+    whole = _run(passes, components, _settings(tiny_dir))
+    windowed = _run(passes, components, _settings(tiny_dir, window=2, overlap=1, weighting="triangular"))
+    assert windowed.record["sampling"]["windows"] == [(0, 2), (1, 3), (2, 4)]
+    # Same per-frame predictions averaged: equal up to batch-size-dependent float rounding.
+    torch.testing.assert_close(windowed.latents, whole.latents, rtol=0, atol=1e-5)
+    # With all-frame attention the windows do matter (the identity above is not vacuous).
+    temporal = _run(passes, components, _settings(tiny_dir, attention="window", window=2, overlap=1))
+    assert (temporal.latents - whole.latents).abs().max() > 1e-3
+
+
+def test_seed_reproduces_bit_identical_output(passes, components, tiny_dir):
+    s = _settings(tiny_dir, attention="window", window=3, overlap=1, shared_noise=1.0, scheduler="euler")
+    a, b = _run(passes, components, s), _run(passes, components, s)
+    np.testing.assert_array_equal(a.frames, b.frames)
+    assert torch.equal(a.latents, b.latents)
+    c = _run(passes, components, dataclasses.replace(s, seed=4))
+    assert not torch.equal(a.latents, c.latents)
+
+
+def test_multi_controlnet_scales_act_independently(passes, components, tiny_dir):
+    one, two = ControlSpec.parse("openpose", 1.3), ControlSpec.parse("depth", 0.8)
+    both = _run(passes, components, _settings(tiny_dir, controlnets=[one, two]))
+    first_only = _run(passes, components, _settings(tiny_dir, controlnets=[one, dataclasses.replace(two, scale=0.0)]))
+    second_only = _run(passes, components, _settings(tiny_dir, controlnets=[dataclasses.replace(one, scale=0.0), two]))
+    alone = load(_settings(tiny_dir, controlnets=[one]))
+    reference = _run(passes, alone, _settings(tiny_dir, controlnets=[one]))
+    assert torch.equal(first_only.latents, reference.latents)  # a zero scale removes exactly that ControlNet
+    assert not torch.equal(second_only.latents, reference.latents)
+    assert not torch.equal(both.latents, first_only.latents)
+    assert not torch.equal(both.latents, second_only.latents)
+
+
+def test_background_stays_fixed_outside_the_actor(passes, components, tiny_dir, tmp_path):
+    import cv2
+
+    from diffusion.conditioning import load_mask
+
+    plate = np.zeros((64, 64, 3), np.uint8)
+    plate[:, :, 0] = np.linspace(0, 255, 64).astype(np.uint8)[None]
+    plate[:, :, 2] = 90
+    path = tmp_path / "bg.png"
+    cv2.imwrite(str(path), cv2.cvtColor(plate, cv2.COLOR_RGB2BGR))
+    mask = load_mask(passes, passes.indices, Framing.cover(passes.resolution))
+    far = np.stack([cv2.dilate((m > 0).astype(np.uint8), np.ones((25, 25), np.uint8)) == 0 for m in mask])
+    out = _run(passes, components, _settings(tiny_dir, background=str(path)))
+    for k in range(4):
+        np.testing.assert_array_equal(out.frames[k][far[k]], plate[far[k]])
+        assert np.abs(out.frames[k][mask[k] > 0.5].astype(int) - plate[mask[k] > 0.5]).mean() > 5
+    first = _run(passes, components, _settings(tiny_dir, background="first", attention="window", window=3, overlap=1))
+    for k in range(1, 4):
+        keep = far[k] & far[0]
+        np.testing.assert_array_equal(first.frames[k][keep], first.frames[0][keep])

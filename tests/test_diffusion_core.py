@@ -1,0 +1,211 @@
+"""Building blocks: windows and overlap weights, frame attention, noise, conditioning, model loading."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from diffusion.conditioning import Framing, load_condition, load_mask, normalise_depth
+from diffusion.passes import PassesFolder
+from diffusion.temporal.attention import FrameAttnProcessor, FrameLayout, frame_attention
+from diffusion.temporal.noise import initial_noise
+from diffusion.temporal.sampler import overlapped_denoise
+from diffusion.temporal.windows import OverlapAccumulator, frame_weight_totals, frame_weights, window_spans
+from motion.errors import UserError
+from _diffusion_util import keypoints, tiny_dir, write_passes  # noqa: F401
+
+
+def test_window_spans_follow_algorithm_1_and_clamp_the_last_window():
+    assert window_spans(10, 4, 1) == [(0, 4), (3, 7), (6, 10)]
+    assert window_spans(11, 4, 1) == [(0, 4), (3, 7), (6, 10), (7, 11)]  # clamped: still 4 frames
+    assert window_spans(5, 16, 4) == [(0, 5)]
+    assert window_spans(5, None) == [(0, 5)]
+    assert window_spans(6, 2, 0) == [(0, 2), (2, 4), (4, 6)]
+    with pytest.raises(ValueError):
+        window_spans(10, 4, 4)
+
+
+def test_overlap_counts_and_triangular_weights():
+    spans = window_spans(11, 4, 1)
+    np.testing.assert_array_equal(frame_weight_totals(11, spans), [1, 1, 1, 2, 1, 1, 2, 2, 2, 2, 1])
+    np.testing.assert_array_equal(frame_weights(4, "triangular").numpy(), [1, 2, 2, 1])
+    np.testing.assert_array_equal(frame_weights(5, "triangular").numpy(), [1, 2, 3, 2, 1])
+
+
+class _RecordingScheduler:
+    """Stands in for a diffusers scheduler: records the noise it is stepped with, returns latents."""
+
+    def __init__(self):
+        self.noise = []
+
+    def step(self, noise, t, latents, return_dict=False):
+        self.noise.append(noise.clone())
+        return (latents,)
+
+
+@pytest.mark.parametrize("weighting", ["uniform", "triangular"])
+def test_overlapped_denoise_blends_window_predictions_with_exact_weights(weighting):
+    frames, ws, os_ = 11, 4, 1
+    spans = window_spans(frames, ws, os_)
+    sched = _RecordingScheduler()
+    # Window k predicts the constant k + 1 for every frame it covers.
+    predict = lambda lat, t, i, start, stop: torch.full_like(lat, float(spans.index((start, stop)) + 1))  # noqa: E731
+    latents = torch.zeros(frames, 2, 3, 3)
+    overlapped_denoise(latents, sched, torch.tensor([10, 5]), predict, spans, weighting=weighting)
+    assert len(sched.noise) == 2  # one scheduler step per timestep, for the whole sequence
+    expected = []
+    for f in range(frames):  # by hand: weighted mean over the windows covering f
+        num = den = 0.0
+        for k, (a, b) in enumerate(spans):
+            if a <= f < b:
+                j, n = f - a, b - a
+                w = 1.0 if weighting == "uniform" else min(j + 1, n - j)
+                num, den = num + w * (k + 1), den + w
+        expected.append(num / den)
+    np.testing.assert_allclose(sched.noise[0][:, 0, 0, 0].numpy(), expected, rtol=0, atol=1e-6)
+
+
+def test_accumulator_refuses_uncovered_frames():
+    acc = OverlapAccumulator(torch.zeros(3, 1))
+    acc.add(0, 2, torch.ones(2, 1))
+    with pytest.raises(ValueError):
+        acc.mean()
+
+
+@pytest.fixture(scope="module")
+def attn(tiny_dir):
+    from diffusers import UNet2DConditionModel
+
+    unet = UNet2DConditionModel.from_pretrained(tiny_dir, subfolder="unet")
+    name = next(n for n in unet.attn_processors if n.endswith("attn1.processor"))
+    module = unet.get_submodule(name.rsplit(".", 1)[0])
+    return unet, module
+
+
+def _self_attention(module, x):
+    from diffusers.models.attention_processor import AttnProcessor2_0
+
+    return AttnProcessor2_0()(module, x)
+
+
+def test_window_attention_with_one_frame_equals_self_attention(attn):
+    _, module = attn
+    x = torch.randn(2, 16, module.to_q.in_features, generator=torch.Generator().manual_seed(0))
+    for mode in ("window", "cross-frame"):
+        out = FrameAttnProcessor(FrameLayout(frames=1), mode)(module, x)
+        torch.testing.assert_close(out, _self_attention(module, x), rtol=0, atol=1e-6)
+
+
+def test_frame_attention_sees_other_frames(attn):
+    _, module = attn
+    g = torch.Generator().manual_seed(1)
+    frame = torch.randn(1, 16, module.to_q.in_features, generator=g)
+    # Identical frames: attending to copies of the same tokens is softmax-invariant -> self-attention.
+    same = frame.expand(3, -1, -1).contiguous()
+    for mode in ("window", "cross-frame"):
+        out = FrameAttnProcessor(FrameLayout(frames=3), mode)(module, same)
+        torch.testing.assert_close(out, _self_attention(module, same), rtol=1e-5, atol=1e-5)
+    # Distinct frames: every frame but the first changes; cross-frame frame 0 only sees itself.
+    x = torch.randn(3, 16, module.to_q.in_features, generator=g)
+    ref = _self_attention(module, x)
+    window = FrameAttnProcessor(FrameLayout(frames=3), "window")(module, x)
+    cross = FrameAttnProcessor(FrameLayout(frames=3), "cross-frame")(module, x)
+    assert (window - ref).abs().amax(dim=(1, 2)).min() > 1e-3
+    torch.testing.assert_close(cross[0], ref[0], rtol=1e-5, atol=1e-5)
+    assert (cross[1:] - ref[1:]).abs().max() > 1e-3
+    # Under CFG the batch is [uncond frames, cond frames]: groups never mix.
+    doubled = FrameAttnProcessor(FrameLayout(frames=3), "window")(module, torch.cat([x, x]))
+    torch.testing.assert_close(doubled[:3], window, rtol=1e-5, atol=1e-6)
+
+
+def test_frame_attention_installs_on_self_attention_only_and_restores(attn):
+    unet, _ = attn
+    before = dict(unet.attn_processors)
+    with frame_attention(unet, "window", FrameLayout()):
+        inside = unet.attn_processors
+        assert all(isinstance(p, FrameAttnProcessor) == n.endswith("attn1.processor") for n, p in inside.items())
+    assert all(unet.attn_processors[n] is p for n, p in before.items())
+
+
+def test_initial_noise_independent_matches_diffusers_and_shared_is_common():
+    from diffusers.utils.torch_utils import randn_tensor
+
+    own = initial_noise(4, (4, 8, 8), torch.Generator().manual_seed(7))
+    ref = randn_tensor((4, 4, 8, 8), generator=torch.Generator().manual_seed(7))
+    assert torch.equal(own, ref)
+    shared = initial_noise(4, (4, 8, 8), torch.Generator().manual_seed(7), shared=1.0)
+    assert all(torch.equal(shared[0], shared[i]) for i in range(4))
+    mixed = initial_noise(500, (4, 8, 8), torch.Generator().manual_seed(7), shared=0.5)
+    assert abs(float(mixed.var()) - 1.0) < 0.1  # variance preserved
+    c = np.corrcoef(mixed[0].flatten().numpy(), mixed[1].flatten().numpy())[0, 1]
+    assert 0.35 < c < 0.65  # half of the variance is common
+
+
+def test_framing_keeps_keypoints_and_masks_aligned(tmp_path):
+    size = (96, 64)
+    root = write_passes(tmp_path / "p", frames=1, size=size)
+    folder = PassesFolder.open(root)
+    framing = Framing.cover(size, (64, 64))
+    assert framing.resized == (96, 64) and framing.offset == (16, 0)
+    # A single-pixel dot drawn at a keypoint lands at the mapped point after resize + crop.
+    for target in [(64, 64), (32, 32), (48, 32)]:
+        framing = Framing.cover(size, target)
+        image = np.zeros((64, 96, 1), np.float32)
+        x, y = 50, 20
+        image[y, x] = 1.0
+        framed = framing.image(image)[..., 0]
+        ys, xs = np.nonzero(framed)
+        w = framed[ys, xs]
+        centre = np.array([(xs + 0.5) @ w / w.sum(), (ys + 0.5) @ w / w.sum()])
+        np.testing.assert_allclose(centre, framing.points(np.array([x + 0.5, y + 0.5])), atol=0.35)
+    # Skeleton and mask come through the same framing: the mask covers the skeleton's limbs.
+    framing = Framing.cover(size, (48, 32))
+    cond = load_condition(folder, ["openpose"], [0], framing, 3)
+    mask = load_mask(folder, [0], framing)
+    limbs = cond.frames[0].max(-1) > 0.3
+    assert limbs.any() and (mask[0][limbs] > 0.2).mean() > 0.95
+    neck = framing.points(folder.keypoints(0, "a")[1, :2])
+    assert mask[0][int(neck[1]), int(neck[0])] > 0.5
+
+
+def test_conditions_stack_passes_and_check_channels(tmp_path):
+    folder = PassesFolder.open(write_passes(tmp_path / "p", frames=2))
+    framing = Framing.cover(folder.resolution)
+    stack = load_condition(folder, ["depth", "normal", "mask"], [0, 1], framing, 5)
+    assert stack.frames.shape == (2, 64, 64, 5) and stack.passes == ("depth_png", "normal", "mask")
+    depth3 = load_condition(folder, ["depth"], [0, 1], framing, 3)  # 1 channel -> 3 for stock ControlNets
+    np.testing.assert_array_equal(depth3.frames[..., 0], depth3.frames[..., 2])
+    np.testing.assert_array_equal(depth3.frames[..., 0], stack.frames[..., 0])
+    with pytest.raises(UserError, match="channels"):
+        load_condition(folder, ["depth", "normal"], [0], framing, 3)
+    with pytest.raises(UserError, match="no pass 'flow'"):
+        load_condition(folder, ["flow"], [0], framing, 3)
+
+
+def test_metric_depth_normalised_per_clip_near_bright():
+    depth = np.array([2.0, 3.0, 4.0, 0.0], np.float32).reshape(1, 1, 4, 1).repeat(2, axis=0)
+    depth[1] += 1.0  # second frame farther: per clip it must be darker, not re-stretched
+    depth[1, 0, 3] = 0.0
+    out = normalise_depth(depth, depth > 0)
+    assert out[0, 0, 0, 0] == pytest.approx(1.0) and out[0, 0, 3, 0] == 0.0
+    assert out[1, 0, 0, 0] < out[0, 0, 0, 0] and out[1, 0, 2, 0] == pytest.approx(0.1)
+
+
+def test_missing_model_is_a_one_line_error_naming_it(tmp_path):
+    from diffusion.models import load_components
+
+    with pytest.raises(UserError, match="someone/no-such-model.*hf download someone/no-such-model"):
+        load_components("someone/no-such-model", [])
+    with pytest.raises(UserError, match="lacks this component"):
+        load_components(str(tmp_path), [])
+
+
+def test_registry_lists_methods_and_settings():
+    from diffusion.registry import get_method, methods
+
+    assert "controlnet" in methods()
+    names = [s["name"] for s in get_method("controlnet").describe()]
+    assert {"prompt", "controlnets", "window", "overlap", "attention", "seed"} <= set(names)
+    with pytest.raises(UserError, match="unknown method"):
+        get_method("nope")
