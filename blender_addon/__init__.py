@@ -11,7 +11,6 @@ packages next to this file; a source checkout works too.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path

@@ -86,7 +86,10 @@ def normalise_depth(depth: np.ndarray, valid: np.ndarray) -> np.ndarray:
 
 @dataclass
 class ConditionSequence:
-    """One ControlNet's condition for every frame: (N, H, W, C) float32 in [0, 1], in CPU memory."""
+    """One ControlNet's condition for every frame: (N, H, W, C) uint8 (value * 255) in CPU memory.
+
+    8 bits are exact for PNG passes and keep a long clip small (0.75 MB per frame and 3 channels at
+    512x512); tensors are made one window at a time."""
 
     passes: tuple[str, ...]
     frames: np.ndarray
@@ -97,15 +100,14 @@ class ConditionSequence:
 
     def window(self, start: int, stop: int, device: torch.device | str = "cpu",
                dtype: torch.dtype = torch.float32) -> torch.Tensor:
-        """Frames [start, stop) as a (F, C, H, W) tensor."""
+        """Frames [start, stop) as a (F, C, H, W) tensor in [0, 1]."""
         x = torch.from_numpy(np.ascontiguousarray(self.frames[start:stop])).permute(0, 3, 1, 2)
-        return x.to(device=device, dtype=dtype)
+        return (x.to(device=device, dtype=torch.float32) / 255.0).to(dtype)
 
     def preview(self, index: int) -> np.ndarray:
         """An (H, W, 3) uint8 picture of the condition (first 3 channels; 1 channel as grey)."""
         x = self.frames[index]
-        x = np.repeat(x[..., :1], 3, axis=-1) if x.shape[-1] < 3 else x[..., :3]
-        return (np.clip(x, 0, 1) * 255 + 0.5).astype(np.uint8)
+        return np.repeat(x[..., :1], 3, axis=-1) if x.shape[-1] < 3 else x[..., :3]
 
 
 def _read_pass(folder: PassesFolder, name: str, indices: list[int], framing: Framing) -> np.ndarray:
@@ -132,7 +134,7 @@ def load_condition(folder: PassesFolder, names: list[str], indices: list[int], f
         frames = np.repeat(frames, 3, axis=-1)
     if frames.shape[-1] != channels:
         raise UserError("+".join(resolved), f"gives {frames.shape[-1]} channels but the ControlNet takes {channels}")
-    return ConditionSequence(tuple(resolved), np.ascontiguousarray(frames, dtype=np.float32))
+    return ConditionSequence(tuple(resolved), np.round(np.clip(frames, 0.0, 1.0) * 255.0).astype(np.uint8))
 
 
 def load_mask(folder: PassesFolder, indices: list[int], framing: Framing, name: str = "mask") -> np.ndarray:

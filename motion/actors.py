@@ -3,27 +3,38 @@
 A render scene lists its cast under ``actors:`` as entries like::
 
     - name: alice
-      body: anny                   # anny | smpl | smplh | smplx
-      avatar: avatars/alice.npz    # optional baked avatar (motion.asset), relative to the scene file
+      body: anny                   # anny | smpl | smplh | smplx, or {type: smplx, model: DIR, shape: {...}, gender: ..}
       motion: clips/walk.npz       # a motion file (any format motion.io reads) ...
       # motion: {generate: "walk forward, then wave", seconds: 6, seed: 3, fps: 30}   # ... or text
-      position: [1.0, 0.0]         # start of the root on the floor (m, world x y)
-      heading_deg: 90              # start facing; 0 = facing -Y, counter-clockwise positive
+      position: [1.0, 0.0]         # start of the root on the floor (m, world x y [z]); omitted: as recorded
+      heading_deg: 90              # start facing; 0 = facing -Y, counter-clockwise positive; omitted: as recorded
+    - name: bob
+      avatar: avatars/bob.npz      # instead of body: an already baked avatar (``avatarcine avatar bake``)
+      motion: clips/bob.npz
 
-``load_cast`` turns that list into Actors (errors name ``actors[i].field``), ``check_cast``
-validates a cast, and ``place_actor`` gives the actor's motion its start position and heading
-(``motion.ops.place``: the whole clip moves rigidly, so its own path and turns are kept).
+Relative paths are relative to the scene file's folder (``base_dir``).
+
+- ``load_cast(spec, base_dir)``: that list -> Actors (errors name ``actors[i].field``), checked
+  with ``check_cast``;
+- ``check_cast(actors)``: unique names, known bodies, starts at least MIN_START_DISTANCE apart
+  (error); roots that later come closer than MIN_PATH_DISTANCE (warning);
+- ``place_actor(actor)``: the motion moved rigidly (``motion.ops.place``) to start at the
+  actor's position and heading, its own path and turns kept;
+- ``perform(actor)``: what a renderer needs, the placed motion on the actor's avatar skeleton
+  (``motion.retarget`` when the skeletons differ; placed after retargeting so the start is exact).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import warnings
 from pathlib import Path
 
 import numpy as np
 
+from motion.asset import AvatarAsset
 from motion.errors import UserError
 from motion.motion import Motion
 
@@ -31,20 +42,37 @@ BODIES = ("anny", "smpl", "smplh", "smplx")
 MIN_START_DISTANCE = 0.5  # m between two actors' start positions (two bodies cannot stand closer)
 MIN_PATH_DISTANCE = 0.35  # m between two actors' roots at the same instant before we warn
 ENTRY_KEYS = {"name", "body", "avatar", "motion", "position", "heading_deg"}
+BODY_KEYS = {"type", "model", "shape", "gender"}
 GENERATE_KEYS = {"generate", "seconds", "seed", "fps"}
 
 
 @dataclasses.dataclass
 class Actor:
-    """One person: a motion, the body that performs it (and optionally its baked avatar file),
-    and where the clip starts: ``position`` (x, y) in metres and ``heading_deg``."""
+    """One person: a motion, the body that performs it, and where the clip starts.
+
+    ``avatar``: a baked avatar (file path or AvatarAsset) to use instead of baking ``body`` with
+    ``body_options`` (``model_path``, ``gender``, ``shape`` for ``motion.bodies.bake_avatar``).
+    ``position`` (x, y[, z], m) and ``heading_deg``: the clip's start; None keeps the recorded one.
+    """
 
     name: str
     motion: Motion
     body: str = "anny"
-    avatar: str | os.PathLike | None = None
-    position: tuple[float, float] = (0.0, 0.0)
-    heading_deg: float = 0.0
+    avatar: str | os.PathLike | AvatarAsset | None = None
+    position: tuple[float, ...] | None = (0.0, 0.0)
+    heading_deg: float | None = 0.0
+    body_options: dict = dataclasses.field(default_factory=dict)
+
+    @functools.cached_property
+    def asset(self) -> AvatarAsset:
+        """The avatar: loaded from ``avatar`` when given, else baked from ``body`` (once)."""
+        if isinstance(self.avatar, AvatarAsset):
+            return self.avatar
+        if self.avatar is not None:
+            return AvatarAsset.load(self.avatar)
+        from motion.bodies import bake_avatar
+
+        return bake_avatar(self.body, **self.body_options)
 
 
 def place_actor(actor: Actor) -> Motion:
@@ -52,6 +80,17 @@ def place_actor(actor: Actor) -> Motion:
     from motion.ops import place
 
     return place(actor.motion, position=actor.position, heading_deg=actor.heading_deg)
+
+
+def perform(actor: Actor) -> Motion:
+    """The actor's motion on its avatar's skeleton, placed in the world."""
+    asset = actor.asset
+    motion = actor.motion
+    if list(motion.joint_names) != list(asset.joint_names):
+        from motion.retarget import retarget
+
+        motion = retarget(motion, asset)
+    return place_actor(dataclasses.replace(actor, motion=motion))
 
 
 def check_cast(actors: list[Actor]) -> list[str]:
@@ -67,7 +106,7 @@ def check_cast(actors: list[Actor]) -> list[str]:
         if a.name in seen:
             raise UserError(f"actors[{i}].name", f"{a.name!r} is already the name of actors[{seen[a.name]}]")
         seen[a.name] = i
-        if a.body not in BODIES:
+        if a.avatar is None and a.body not in BODIES:
             raise UserError(f"actors[{i}].body", f"unknown body {a.body!r}; known: {', '.join(BODIES)}")
     placed = [place_actor(a) for a in actors]
     notes = []
@@ -88,12 +127,10 @@ def check_cast(actors: list[Actor]) -> list[str]:
 
 
 def _closest_approach(a: Motion, b: Motion) -> tuple[float, float]:
-    """Smallest ground-plane distance between two roots at the same time (s), and when, over the
-    time both clips play (each sampled at its own frame rate, compared on the coarser one)."""
+    """Smallest ground-plane distance between two roots at the same time, and when (s), over the
+    time both clips play (sampled at the lower of their frame rates)."""
     fps = min(a.fps, b.fps)
-    t = np.arange(int(np.floor(min(a.duration, b.duration) * fps))) / fps
-    if len(t) == 0:
-        t = np.zeros(1)
+    t = np.arange(max(1, int(np.floor(min(a.duration, b.duration) * fps)))) / fps
     pa = np.stack([np.interp(t, a.times, a.root_translation[:, d]) for d in range(2)], -1)
     pb = np.stack([np.interp(t, b.times, b.root_translation[:, d]) for d in range(2)], -1)
     dist = np.linalg.norm(pa - pb, axis=-1)
@@ -125,21 +162,46 @@ def _actor(entry, i: int, base: Path) -> Actor:
     name = entry["name"]
     if not isinstance(name, str) or not name.strip():
         raise UserError(f"{where}.name", f"must be a non-empty string, got {name!r}")
-    body = entry.get("body", "anny")
-    if body not in BODIES:
-        raise UserError(f"{where}.body", f"unknown body {body!r}; known: {', '.join(BODIES)}")
-    avatar = entry.get("avatar")
-    if avatar is not None:
-        avatar = _existing_file(avatar, base, f"{where}.avatar")
+    if "avatar" in entry and "body" in entry:
+        raise UserError(where, "give either body (baked for you) or avatar (a baked .npz), not both")
+    avatar = _existing_file(entry["avatar"], base, f"{where}.avatar") if "avatar" in entry else None
+    body, options = _body(entry.get("body", "anny"), base, f"{where}.body")
+    position = entry.get("position", [0.0, 0.0])
+    heading = entry.get("heading_deg", 0.0)
     return Actor(name=name, motion=_motion(entry["motion"], base, f"{where}.motion"), body=body, avatar=avatar,
-                 position=_position(entry.get("position", [0.0, 0.0]), f"{where}.position"),
-                 heading_deg=_number(entry.get("heading_deg", 0.0), f"{where}.heading_deg"))
+                 position=None if position is None else _position(position, f"{where}.position"),
+                 heading_deg=None if heading is None else _number(heading, f"{where}.heading_deg"),
+                 body_options=options)
+
+
+def _body(value, base: Path, where: str) -> tuple[str, dict]:
+    """``anny`` or ``{type, model, shape, gender}`` -> body name and bake_avatar options."""
+    spec = {"type": value} if isinstance(value, str) else value
+    if not isinstance(spec, dict):
+        raise UserError(where, f"must be a body name or {{type, model, shape, gender}}, got {value!r}")
+    unknown = sorted(set(spec) - BODY_KEYS)
+    if unknown:
+        raise UserError(f"{where}.{unknown[0]}", f"unknown field; known: {', '.join(sorted(BODY_KEYS))}")
+    if spec.get("type") not in BODIES:
+        raise UserError(where, f"unknown body {spec.get('type')!r}; known: {', '.join(BODIES)}")
+    options = {}
+    if spec.get("model") is not None:
+        model = Path(spec["model"]).expanduser()
+        options["model_path"] = model if model.is_absolute() else base / model
+    if spec.get("gender") is not None:
+        options["gender"] = spec["gender"]
+    if spec.get("shape") is not None:
+        if not isinstance(spec["shape"], dict):
+            raise UserError(f"{where}.shape", f"must be a mapping of shape parameters, got {spec['shape']!r}")
+        options["shape"] = spec["shape"]
+    return spec["type"], options
 
 
 def _existing_file(value, base: Path, where: str) -> Path:
     if not isinstance(value, (str, os.PathLike)):
         raise UserError(where, f"must be a file path, got {value!r}")
-    path = Path(value) if Path(value).is_absolute() else base / value
+    path = Path(value).expanduser()
+    path = path if path.is_absolute() else base / path
     if not path.is_file():
         raise UserError(where, f"no such file: {path}")
     return path
@@ -157,8 +219,8 @@ def _motion(value, base: Path, where: str) -> Motion:
         seconds = value.get("seconds")
         seconds = None if seconds is None else _number(seconds, f"{where}.seconds")
         seed = value.get("seed", 0)
-        if isinstance(seed, bool) or not isinstance(seed, int):
-            raise UserError(f"{where}.seed", f"must be an integer, got {seed!r}")
+        if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+            raise UserError(f"{where}.seed", f"must be a non-negative integer, got {seed!r}")
         fps = _number(value.get("fps", 30.0), f"{where}.fps")
         from motion.generate import generate_motion
 
@@ -171,11 +233,10 @@ def _motion(value, base: Path, where: str) -> Motion:
     return read_motion(_existing_file(value, base, where))
 
 
-def _position(value, where: str) -> tuple[float, float]:
-    if not isinstance(value, (list, tuple)) or len(value) != 2:
-        raise UserError(where, f"must be [x, y] in metres, got {value!r}")
-    x, y = (_number(v, where) for v in value)
-    return (x, y)
+def _position(value, where: str) -> tuple[float, ...]:
+    if not isinstance(value, (list, tuple)) or len(value) not in (2, 3):
+        raise UserError(where, f"must be [x, y] or [x, y, z] in metres, got {value!r}")
+    return tuple(_number(v, where) for v in value)
 
 
 def _number(value, where: str) -> float:

@@ -13,8 +13,8 @@ Definitions (world Z up, metres; positions from forward kinematics):
 - ``skating(motion)`` reports the mean and 95th percentile sliding speed over contact frames, the
   fraction of contact frames sliding faster than ``slide_speed`` (default 2 cm/s, well under the
   ~10 cm/s a drifting foot shows and well over numerical noise) and the mean height-weighted
-  skate of Zhang et al. 2018 ("Mode-adaptive neural networks for quadruped motion control"):
-  v * (2 - 2^(h/H)) over frames with h <= H, H = ``height``.
+  skate used in egocentric-pose papers (Kinpoly, EgoEgo): v * (2 - 2^(h/H)) over frames with
+  h <= H, H = ``height`` (here per contact point and averaged, in cm/s).
 """
 
 from __future__ import annotations
@@ -70,7 +70,7 @@ def skating_of(positions: np.ndarray, fps: float, joints: list[tuple[int, int]],
                slide_speed: float = 0.02) -> dict[str, float]:
     """Foot-skating metrics of world joint positions (T, J, 3), feet as (ankle, ball) index pairs:
     contact_fraction (of foot-frame pairs), mean_slide_cm_s, p95_slide_cm_s, sliding_fraction
-    (of contact pairs faster than ``slide_speed`` m/s) and weighted_skate_cm_s (Zhang et al. 2018)."""
+    (of contact pairs faster than ``slide_speed`` m/s) and weighted_skate_cm_s (height-weighted)."""
     if len(positions) < 2:
         raise UserError("motion", "skating needs at least two frames")
     speed, h = (np.stack(x, -1) for x in zip(*[_pair_motion(positions, pair, fps) for pair in joints]))

@@ -49,12 +49,14 @@ def load_actors(scene: dict, base_dir: Path) -> list[tuple[str, AvatarAsset, Mot
     if not any(needs_motion_package(a) for a in scene["actors"]):
         return [load_baked(a, base_dir) for a in scene["actors"]]
     try:
-        from motion.actors import load_cast
+        from motion.actors import load_cast, perform
     except ImportError as exc:
         raise UserError("actors", f"baking bodies / generating motions needs the avatarcine motion package "
                                   f"with torch ({exc}); give baked avatar: + motion: files instead") from None
-    cast = load_cast(scene["actors"], base_dir=base_dir)
-    return [(a.name, a.asset, a.motion) for a in cast]
+    entries = [{k: v for k, v in a.items() if v is not None} | {"position": a.get("position"),
+                                                                "heading_deg": a.get("heading_deg")}
+               for a in scene["actors"]]
+    return [(a.name, a.asset, perform(a)) for a in load_cast(entries, base_dir=base_dir)]
 
 
 def prepare(scene: dict, out_dir: Path, base_dir: Path) -> Path:

@@ -29,15 +29,13 @@ _EEVEE_PROBE = (
 
 @functools.lru_cache(maxsize=None)
 def eevee_available() -> bool:
-    """Whether EEVEE can render here (an EGL/GPU context), probed in a child process."""
-    if bpy.app.background and not getattr(bpy.app, "binary_path", ""):
-        return False
-    if "bpy" in sys.modules and sys.executable and not sys.executable.endswith(("blender", "blender.exe")):
-        cmd = [sys.executable, "-c", _EEVEE_PROBE]            # the bpy wheel
-    else:
-        cmd = [bpy.app.binary_path, "-b", "--factory-startup", "--python-expr", _EEVEE_PROBE]
+    """Whether EEVEE can render here (an EGL/GPU context), probed in a child process: a stock
+    Blender re-runs its own binary, the ``bpy`` wheel (empty ``binary_path``) this Python."""
+    binary = bpy.app.binary_path
+    cmd = ([binary, "-b", "--factory-startup", "--python-expr", _EEVEE_PROBE] if binary
+           else [sys.executable, "-c", _EEVEE_PROBE])
     try:
-        return subprocess.run(cmd, capture_output=True, timeout=120).returncode == 0
+        return subprocess.run(cmd, capture_output=True, timeout=300).returncode == 0
     except (OSError, subprocess.TimeoutExpired):
         return False
 

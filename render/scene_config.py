@@ -98,7 +98,7 @@ def _actor(spec, i: int) -> dict:
         raise UserError(where, "needs motion (a file, or {generate: text, seconds: S})")
     motion = spec["motion"]
     if isinstance(motion, dict):
-        _unknown(f"{where}.motion", motion, {"generate", "seconds", "seed"})
+        _unknown(f"{where}.motion", motion, {"generate", "seconds", "seed", "fps"})
         if not isinstance(motion.get("generate"), str):
             raise UserError(f"{where}.motion", "generate must be a text prompt")
     elif not isinstance(motion, str):

@@ -5,9 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from motion.actors import Actor, check_cast, load_cast, place_actor
+from _render_util import tube_avatar
+from motion.actors import Actor, check_cast, load_cast, perform, place_actor
 from motion.errors import UserError
 from motion.generate import generate_motion
+from motion.io import read_motion
 
 
 @pytest.fixture(scope="module")
@@ -73,12 +75,16 @@ def test_load_cast_from_scene_entries(tmp_path, walk):
     ({"name": "a", "motion": {"generate": "fly away"}}, "actors[0].motion.generate"),
     ({"name": "a", "motion": {"generate": "walk", "seconds": "long"}}, "actors[0].motion.seconds"),
     ({"name": "a", "motion": {"text": "walk"}}, "actors[0].motion"),
-    ({"name": "a", "motion": {"generate": "walk"}, "position": [0, 0, 0]}, "actors[0].position"),
+    ({"name": "a", "motion": {"generate": "walk"}, "position": [0]}, "actors[0].position"),
     ({"name": "a", "motion": {"generate": "walk"}, "heading_deg": "north"}, "actors[0].heading_deg"),
     ({"name": "a", "motion": {"generate": "walk"}, "body": "robot"}, "actors[0].body"),
     ({"name": "", "motion": {"generate": "walk"}}, "actors[0].name"),
     ({"name": "a", "motion": {"generate": "walk"}, "colour": "red"}, "actors[0].colour"),
     ({"name": "a", "motion": {"generate": "walk"}, "avatar": "none.npz"}, "actors[0].avatar"),
+    ({"name": "a", "motion": {"generate": "walk"}, "avatar": "a.npz", "body": "anny"}, "actors[0]"),
+    ({"name": "a", "motion": {"generate": "walk"}, "body": {"type": "smplx", "colour": 1}}, "actors[0].body.colour"),
+    ({"name": "a", "motion": {"generate": "walk"}, "body": {"type": "robot"}}, "actors[0].body"),
+    ({"name": "a", "motion": {"generate": "walk", "seed": -2}}, "actors[0].motion.seed"),
     ("alice", "actors[0]"),
 ])
 def test_load_cast_names_the_bad_field(tmp_path, entry, where):
@@ -94,3 +100,35 @@ def test_load_cast_names_the_entry_index(tmp_path):
     assert e.value.where == "actors[1].position"
     with pytest.raises(UserError, match="actors"):
         load_cast({"name": "a"}, tmp_path)
+
+
+def test_scene_body_mapping_and_recorded_start(tmp_path):
+    spec = [{"name": "a", "body": {"type": "smplx", "model": "models", "gender": "female", "shape": {"beta0": 1.0}},
+             "motion": {"generate": "jump", "seed": 1}, "position": None, "heading_deg": None}]
+    (actor,) = load_cast(spec, tmp_path)
+    assert actor.body == "smplx"
+    assert actor.body_options == {"model_path": tmp_path / "models", "gender": "female", "shape": {"beta0": 1.0}}
+    np.testing.assert_allclose(place_actor(actor).root_translation, actor.motion.root_translation)
+
+
+def test_perform_on_a_baked_avatar_file(tmp_path, walk):
+    asset = tube_avatar()  # an SMPL-skeleton avatar: the generated motion needs no retargeting
+    asset.save(tmp_path / "tube.npz")
+    spec = [{"name": "a", "avatar": "tube.npz", "motion": {"generate": "walk forward 4 steps", "seed": 1},
+             "position": [1.0, 1.0], "heading_deg": 45}]
+    (actor,) = load_cast(spec, tmp_path)
+    assert actor.asset.joint_names == asset.joint_names
+    performed = perform(actor)
+    np.testing.assert_allclose(performed.rotations[:, 1:], walk.rotations[:, 1:], atol=1e-9)
+    np.testing.assert_allclose(performed.root_translation[0, :2], [1.0, 1.0], atol=1e-9)
+    np.testing.assert_allclose(_facing(performed), [np.sqrt(0.5), -np.sqrt(0.5)], atol=0.02)  # (sin h, -cos h)
+
+
+def test_perform_retargets_onto_the_avatar_then_places(amass_sample):
+    asset = tube_avatar()
+    source = read_motion(amass_sample)
+    assert source.skeleton != asset.skeleton
+    performed = perform(Actor("mocap", source, avatar=asset, position=(3.0, -2.0), heading_deg=-90))
+    assert performed.joint_names == asset.joint_names and performed.n_frames == source.n_frames
+    np.testing.assert_allclose(performed.root_translation[0, :2], [3.0, -2.0], atol=1e-9)
+    np.testing.assert_allclose(_facing(performed), [-1.0, 0.0], atol=0.05)

@@ -63,5 +63,12 @@ def test_panel_settings_render_in_background(tmp_path):
         assert run.returncode == 0, run.stderr[-1500:]
         meta = json.loads((tmp_path / "out" / "meta.json").read_text())
         assert len(meta["frames"]) == 2 and (tmp_path / "out" / "s.blend").is_file()
+        # the saved scene is editable Blender data: armature with keyed bones, skinned mesh, camera
+        bpy.ops.wm.open_mainfile(filepath=str(tmp_path / "out" / "s.blend"))
+        arm = bpy.data.objects["actor"]
+        assert arm.type == "ARMATURE" and arm.animation_data.action is not None
+        body = bpy.data.objects["actor_body"]
+        assert body.modifiers["Armature"].object == arm and len(body.vertex_groups) == 24
+        assert bpy.context.scene.camera is not None
     finally:
         blender_addon.unregister()

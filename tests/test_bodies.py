@@ -134,9 +134,15 @@ def test_anny_keypoints_match_annys_coco_regressor(anny_asset):
                 assert err.max() < 0.015, (side, finger, i)  # under a finger's width
 
 
-def test_anny_refuses_model_path():
-    with pytest.raises(UserError, match="Anny ships its own data"):
-        bake_avatar("anny", model_path="/tmp")
+def test_anny_gender_option_sets_the_phenotype():
+    from motion.bodies.anny_body import phenotypes_with_gender
+
+    assert phenotypes_with_gender({}, "female")["gender"] == 1.0
+    assert phenotypes_with_gender({"age": 0.1}, "male") == {**phenotypes_with_gender({}, None), "gender": 0.0,
+                                                           "age": 0.1}
+    assert phenotypes_with_gender({"gender": 0.3}, "female")["gender"] == 0.3   # --shape wins
+    with pytest.raises(UserError, match="not one of male, neutral, female"):
+        bake_avatar("anny", gender="other")
 
 
 # --- SMPL family --------------------------------------------------------------------------------

@@ -92,9 +92,11 @@ def _self_attention(module, x):
 def test_window_attention_with_one_frame_equals_self_attention(attn):
     _, module = attn
     x = torch.randn(2, 16, module.to_q.in_features, generator=torch.Generator().manual_seed(0))
-    for mode in ("window", "cross-frame"):
-        out = FrameAttnProcessor(FrameLayout(frames=1), mode)(module, x)
-        torch.testing.assert_close(out, _self_attention(module, x), rtol=0, atol=1e-6)
+    ref = _self_attention(module, x)
+    assert torch.equal(FrameAttnProcessor(FrameLayout(frames=1), "window")(module, x), ref)
+    # cross-frame with one frame attends to [frame 0, frame 0]: duplicated keys, same softmax average
+    torch.testing.assert_close(FrameAttnProcessor(FrameLayout(frames=1), "cross-frame")(module, x), ref,
+                               rtol=0, atol=1e-6)
 
 
 def test_frame_attention_sees_other_frames(attn):
@@ -163,7 +165,7 @@ def test_framing_keeps_keypoints_and_masks_aligned(tmp_path):
     framing = Framing.cover(size, (48, 32))
     cond = load_condition(folder, ["openpose"], [0], framing, 3)
     mask = load_mask(folder, [0], framing)
-    limbs = cond.frames[0].max(-1) > 0.3
+    limbs = cond.frames[0].max(-1) > 80
     assert limbs.any() and (mask[0][limbs] > 0.2).mean() > 0.95
     neck = framing.points(folder.keypoints(0, "a")[1, :2])
     assert mask[0][int(neck[1]), int(neck[0])] > 0.5
@@ -194,6 +196,9 @@ def test_metric_depth_normalised_per_clip_near_bright():
 
 def test_missing_model_is_a_one_line_error_naming_it(tmp_path):
     from diffusion.models import load_components
+
+    with pytest.raises(UserError, match="no such checkpoint file"):
+        load_components(str(tmp_path / "model.safetensors"), [])
 
     with pytest.raises(UserError, match="someone/no-such-model.*hf download someone/no-such-model"):
         load_components("someone/no-such-model", [])

@@ -91,3 +91,13 @@ def test_adjacent_differences_on_0_255_scale():
     f = np.full((4, 5, 3), 100 / 255)
     l1, mse = tm.adjacent_differences(f, f + 10 / 255)
     assert l1 == pytest.approx(10.0) and mse == pytest.approx(100.0)
+
+
+def test_non_finite_flow_is_invalid_not_a_crash():
+    flow = np.zeros((H, W, 2))
+    flow[2, 3] = np.nan
+    depth = np.ones((H, W))
+    valid = tm.valid_mask(flow, depth, depth)
+    assert not valid[2, 3] and valid.sum() == H * W - 1
+    f = np.random.default_rng(2).random((H, W))
+    assert tm.warping_error(f, f, tm.BackwardWarp(flow), valid) == 0.0

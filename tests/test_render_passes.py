@@ -162,3 +162,17 @@ def test_resume_skips_done_frames_and_force_rerenders(tmp_path):
         render_scene({**scene, "resolution": [16, 16]}, out, base_dir=tmp_path, previews=False)
     render_scene(scene, out, frames=(0, 0), force=True, base_dir=tmp_path, previews=False)
     assert (out / "mask" / "000000.png").stat().st_mtime_ns != first
+
+
+def test_rgb_is_lit_avatar_on_ground_under_sky(tmp_path):
+    asset = tube_avatar(radius=0.12)
+    scene = {"fps": 30, "resolution": [32, 32], "actors": [write_actor(tmp_path, "a", asset, asset.rest_motion(1))],
+             "camera": {"type": "static", "elevation_deg": 5}, "passes": ["rgb", "mask"], "engine": {"rgb_samples": 4}}
+    out = render_scene(scene, tmp_path / "out", base_dir=tmp_path, previews=False)
+    rgb = _read(out / "rgb" / "000000.png").astype(int)
+    mask = _read(out / "mask" / "000000.png") > 0
+    sky = rgb[0]
+    assert (sky[:, 2] > sky[:, 0]).all()                              # blue sky at the top
+    body = rgb[mask].mean(0)
+    assert body[0] > body[2] + 10                                     # warm skin tone on the body
+    assert rgb[~mask].std() > 1                                       # ground and sky differ

@@ -10,19 +10,28 @@ from pathlib import Path
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "eval", help="metrics of generated frames against a ground-truth passes folder",
-        description="Compare generated videos (folders of NNNNNN.png, or with a frames/ subfolder) with a "
-                    "passes folder (rgb; mask, flow, depth for the masked and temporal metrics). Metrics "
-                    "needing networks run only when their weights are given; nothing is downloaded.")
+        description="Compare generated videos (folders of NNNNNN.png, or with a frames/ subfolder) with "
+                    "a passes folder (rgb; mask, flow and depth_float for the masked and temporal "
+                    "metrics). Metrics needing networks run only when their weights are given; "
+                    "nothing is downloaded.")
     p.add_argument("dirs", nargs="+", metavar="DIR", help="PRED_DIR [PRED_DIR ...] GT_DIR")
-    p.add_argument("--lpips", type=Path, metavar="W", help="LPIPS weights: lpips' LPIPS(net='alex'|'vgg') state dict (.pth/.safetensors)")
-    p.add_argument("--clip", type=Path, metavar="DIR", help="CLIP folder (save_pretrained of CLIPModel or CLIPVisionModelWithProjection)")
-    p.add_argument("--fid-net", type=Path, metavar="F", help="TorchScript image feature network for FID ((N,3,H,W) in [0,1] -> (N,D))")
-    p.add_argument("--fvd-net", type=Path, metavar="F", help="TorchScript video feature network for FVD ((N,3,T,H,W) in [0,1] -> (N,D))")
+    p.add_argument("--lpips", type=Path, metavar="W",
+                   help="LPIPS weights: lpips' LPIPS(net='alex'|'vgg') state dict (.pth/.safetensors)")
+    p.add_argument("--clip", type=Path, metavar="DIR",
+                   help="CLIP folder (save_pretrained of CLIPModel or CLIPVisionModelWithProjection)")
+    p.add_argument("--fid-net", type=Path, metavar="F",
+                   help="TorchScript image feature network for FID ((N,3,H,W) in [0,1] -> (N,D))")
+    p.add_argument("--fvd-net", type=Path, metavar="F",
+                   help="TorchScript video feature network for FVD ((N,3,T,H,W) in [0,1] -> (N,D))")
     p.add_argument("--clip-length", type=int, default=16, help="frames per FVD clip (default 16)")
-    p.add_argument("--pose-detector", type=Path, metavar="F", help="RTMPose/DWPose ONNX model (needs rtmlib + onnxruntime)")
-    p.add_argument("--segmenter", type=Path, metavar="F", help="TorchScript segmenter ((1,3,H,W) in [0,1] -> foreground probability)")
-    p.add_argument("--depth-tolerance", type=float, default=0.05, help="relative depth disagreement that marks a pixel occluded (default 0.05)")
-    p.add_argument("-o", "--output", type=Path, metavar="REPORT_DIR", help="write metrics.json, metrics.md, per_frame.png, summary.png here")
+    p.add_argument("--pose-detector", type=Path, metavar="F",
+                   help="RTMPose/DWPose ONNX model (needs rtmlib + onnxruntime)")
+    p.add_argument("--segmenter", type=Path, metavar="F",
+                   help="TorchScript segmenter ((1,3,H,W) in [0,1] -> foreground probability)")
+    p.add_argument("--depth-tolerance", type=float, default=0.05,
+                   help="relative depth disagreement that marks a pixel occluded (default 0.05)")
+    p.add_argument("-o", "--output", type=Path, metavar="REPORT_DIR",
+                   help="write metrics.json, metrics.md, per_frame.png, summary.png here")
     p.add_argument("--force", action="store_true", help="overwrite an existing report")
     p.set_defaults(func=run_eval)
 

@@ -17,11 +17,13 @@ Weights the user supplies
   ``CLIPVisionModelWithProjection``, with its ``preprocessor_config.json``.
 - FID: a TorchScript file (``torch.jit.save``) mapping float RGB (N, 3, H, W) in [0, 1] to
   features (N, D), doing its own resizing and normalisation. For the standard 2048-d pool3
-  features, script pytorch-fid's ``InceptionV3([3])`` inside a wrapper whose forward returns
-  ``model(x)[0].flatten(1)`` (pytorch-fid expects [0, 1] input and resizes to 299).
+  features, wrap pytorch-fid's ``InceptionV3([3])`` (it takes [0, 1] input and resizes to 299) in a
+  module whose forward returns ``model(x)[0].flatten(1)`` and save
+  ``torch.jit.trace(wrapper.eval(), torch.rand(1, 3, 299, 299))``.
 - FVD: a TorchScript file mapping clips (N, 3, T, H, W) in [0, 1] to features (N, D), e.g. an
-  I3D (Kinetics-400 logits, as in Unterthiner et al. 2018) wrapped to resize to 224 and scale to
-  [-1, 1]. Clips are consecutive non-overlapping runs of ``clip_length`` (16) frames.
+  I3D (Kinetics-400 logits, as in Unterthiner et al. 2018) wrapped to resize frames to 224 and
+  scale to [-1, 1], traced the same way. Clips are consecutive non-overlapping runs of
+  ``clip_length`` (16) frames.
 FID/FVD with fewer samples than feature dimensions are biased (rank-deficient covariances); the
 report says how many samples were used.
 """

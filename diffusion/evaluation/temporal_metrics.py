@@ -46,7 +46,7 @@ class BackwardWarp:
     frame; the sampling pattern is computed once per flow and applied to any number of images."""
 
     def __init__(self, flow: np.ndarray):
-        flow = np.asarray(flow, dtype=np.float64)
+        flow = np.nan_to_num(np.asarray(flow, dtype=np.float64), nan=0.0, posinf=0.0, neginf=0.0)
         self.shape = flow.shape[:2]
         h, w = self.shape
         r, c = _sample_positions(flow)
@@ -72,9 +72,9 @@ def valid_mask(flow: np.ndarray, depth_t: np.ndarray, depth_next: np.ndarray,
     """Pixels of frame t whose point stays in frame and unoccluded in frame t+1 (see module doc)."""
     h, w = flow.shape[:2]
     r, c = _sample_positions(np.asarray(flow, dtype=np.float64))
-    inside = (r >= 0) & (r <= h - 1) & (c >= 0) & (c <= w - 1)
-    ri = np.clip(np.rint(r).astype(int), 0, h - 1)
-    ci = np.clip(np.rint(c).astype(int), 0, w - 1)
+    inside = (r >= 0) & (r <= h - 1) & (c >= 0) & (c <= w - 1)   # False for non-finite flow
+    ri = np.rint(np.clip(np.where(inside, r, 0), 0, h - 1)).astype(np.intp)
+    ci = np.rint(np.clip(np.where(inside, c, 0), 0, w - 1)).astype(np.intp)
     d0 = np.asarray(depth_t, dtype=np.float64)
     d1 = np.asarray(depth_next, dtype=np.float64)[ri, ci]
     empty0, empty1 = ~(d0 < EMPTY_DEPTH), ~(d1 < EMPTY_DEPTH)    # NaN counts as empty too

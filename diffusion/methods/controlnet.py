@@ -226,7 +226,7 @@ def run(passes: PassesFolder, s: ControlNetSettings, c: Components) -> Generatio
     latent_shape = (c.unet.config.in_channels, framing.size[1] // factor, framing.size[0] // factor)
     noise = initial_noise(len(indices), latent_shape, generator, shared=s.shared_noise, device=c.device,
                           dtype=c.unet.dtype)
-    chunk = s.window or len(indices)
+    chunk = s.window or 16  # frames per VAE decode
 
     lock, background, actor = None, None, None
     if s.background:

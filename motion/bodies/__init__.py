@@ -16,16 +16,14 @@ def bake_avatar(body: str = "anny", model_path: str | os.PathLike | None = None,
     """A validated avatar asset for ``body``.
 
     ``shape``: Anny phenotypes (gender, age, muscle, weight, height, proportions in 0..1) or SMPL
-    betas (``beta0`` .. ``betaN``). ``model_path`` / ``gender`` select SMPL-family model files.
+    betas (``beta0`` .. ``betaN``). ``model_path`` / ``gender`` select SMPL-family model files;
+    Anny ships its data (``model_path`` is not used) and reads ``gender`` as its gender phenotype
+    (male 0, neutral 0.5, female 1) unless ``shape`` sets it.
     """
     if body == "anny":
-        if model_path is not None:
-            raise UserError("--model-path", "Anny ships its own data; --model-path is for smpl/smplh/smplx")
-        if gender is not None:
-            raise UserError("--gender", "Anny's gender is a phenotype: use --shape gender=0..1 (0 male, 1 female)")
-        from motion.bodies.anny_body import bake_anny
+        from motion.bodies.anny_body import bake_anny, phenotypes_with_gender
 
-        return bake_anny(shape)
+        return bake_anny(phenotypes_with_gender(shape, gender))
     if body in ("smpl", "smplh", "smplx"):
         from motion.bodies.smpl_family import bake_smpl
 

@@ -30,6 +30,7 @@ from motion.motion import Motion
 from motion.rotations import axis_angle_to_matrix
 
 PHENOTYPES = ("gender", "age", "muscle", "weight", "height", "proportions")
+GENDER_PHENOTYPE = {"male": 0.0, "neutral": 0.5, "female": 1.0}  # Anny's gender axis: male 0 .. female 1
 
 
 def check_phenotypes(shape: dict | None) -> dict[str, float]:
@@ -47,6 +48,16 @@ def check_phenotypes(shape: dict | None) -> dict[str, float]:
                                        f"valid: {', '.join(PHENOTYPES)} (each 0..1)")
         values[name] = value
     return values
+
+
+def phenotypes_with_gender(shape: dict | None, gender: str | None) -> dict[str, float]:
+    """``shape`` with ``gender`` (male / neutral / female) as the gender phenotype unless it is set."""
+    shape = dict(shape or {})
+    if gender is not None:
+        if gender not in GENDER_PHENOTYPE:
+            raise UserError("--gender", f"{gender!r} is not one of {', '.join(GENDER_PHENOTYPE)}")
+        shape.setdefault("gender", GENDER_PHENOTYPE[gender])
+    return check_phenotypes(shape)
 
 
 @functools.lru_cache(maxsize=1)

@@ -26,8 +26,18 @@ import numpy as np
 
 from motion.errors import UserError
 from motion.generate.blend import crossfade, crossfade_quats, integrate, transition_weights
-from motion.generate.body import (INDEX, NAMES, OFFSETS, PARENTS, PELVIS_HEIGHT, SKELETON, axis_rotation, forward,
-                                  heading_frame, left)
+from motion.generate.body import (
+    INDEX,
+    NAMES,
+    OFFSETS,
+    PARENTS,
+    PELVIS_HEIGHT,
+    SKELETON,
+    axis_rotation,
+    forward,
+    heading_frame,
+    left,
+)
 from motion.generate.gait import foot_tracks, homes, lead, schedule
 from motion.generate.legs import reachable_drop, solve_leg
 from motion.generate.parse import Request, parse

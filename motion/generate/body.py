@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from motion.reference_skeleton import reference_offsets
-from motion.rotations import Y_UP_TO_Z_UP
+from motion.rotations import Y_UP_TO_Z_UP, euler_to_matrix
 from motion.skeletons import skeleton
 
 SKELETON = "smpl"
@@ -31,21 +31,12 @@ def _rest_positions() -> np.ndarray:
 REST = _rest_positions()
 # The floor is where the lowest foot joint (the ball of the foot, SMPL's "foot") stands.
 PELVIS_HEIGHT = -REST[INDEX["left_foot"], 1]
-SIDES = ("left", "right")
 SIDE_SIGN = {"left": 1.0, "right": -1.0}  # modelling-frame x of the subject's left / right
-
-
-def rot_z(angle: np.ndarray) -> np.ndarray:
-    """Rotations (..., 3, 3) about world +Z by ``angle`` radians."""
-    angle = np.asarray(angle, dtype=np.float64)
-    c, s = np.cos(angle), np.sin(angle)
-    z, o = np.zeros_like(angle), np.ones_like(angle)
-    return np.stack([np.stack([c, -s, z], -1), np.stack([s, c, z], -1), np.stack([z, z, o], -1)], -2)
 
 
 def heading_frame(psi: np.ndarray) -> np.ndarray:
     """Modelling frame -> world for a character with heading ``psi``: Rz(psi) @ Y_UP_TO_Z_UP."""
-    return rot_z(psi) @ Y_UP_TO_Z_UP
+    return axis_rotation("z", psi) @ Y_UP_TO_Z_UP
 
 
 def forward(psi: np.ndarray) -> np.ndarray:
@@ -61,14 +52,8 @@ def left(psi: np.ndarray) -> np.ndarray:
 
 
 def axis_rotation(axis: str, angle: np.ndarray) -> np.ndarray:
-    """Rotations (..., 3, 3) about the modelling frame's x, y or z axis by ``angle`` radians."""
-    angle = np.asarray(angle, dtype=np.float64)
-    c, s = np.cos(angle), np.sin(angle)
-    z, o = np.zeros_like(angle), np.ones_like(angle)
-    rows = {"x": [[o, z, z], [z, c, -s], [z, s, c]],
-            "y": [[c, z, s], [z, o, z], [-s, z, c]],
-            "z": [[c, -s, z], [s, c, z], [z, z, o]]}[axis]
-    return np.stack([np.stack(r, -1) for r in rows], -2)
+    """Rotations (..., 3, 3) about the x, y or z axis by ``angle`` radians (right-handed)."""
+    return euler_to_matrix(np.rad2deg(np.asarray(angle, dtype=np.float64))[..., None], axis.upper())
 
 
 def frame_from(primary: np.ndarray, secondary: np.ndarray) -> np.ndarray:

@@ -26,6 +26,7 @@ ADJUST_STEP = 0.4  # seconds per stance-change step
 MIN_CONTACT = 0.08  # seconds a foot stays down between two swings
 STEP_AHEAD = 0.1  # seconds a stepping primitive starts stepping before its start
 PLANT_AT = 0.4  # fraction of a contact at which the body passes over the planted foot
+VERTICAL_CLEARANCE = 0.04  # m a swinging foot rises before moving sideways (contact band: 3 cm)
 
 
 @dataclasses.dataclass
@@ -116,17 +117,36 @@ def foot_tracks(steps: list[Step], t: np.ndarray, home: np.ndarray, psi: np.ndar
             m = (t >= s.lift) & (t < s.land)
             u = (t[m] - s.lift) / (s.land - s.lift)
             (p0, h0), (p1, h1) = plants[k], plants[k + 1]
-            across = smoothstep((u - 0.12) / 0.73)
+            lift = _ballistic if s.ballistic else _stepping
+            edge = _vertical_edge(lift, s.height)
+            across = smoothstep((u - edge) / (1 - 2 * edge))
             toe[foot, m] = p0 + (p1 - p0) * across[:, None]
+            toe[foot, m, 2] = s.height * lift(u)
             if s.ballistic:
-                toe[foot, m, 2] = s.height * 4 * u * (1 - u)
                 pitch[foot, m] = s.heel * (1 - smoothstep((u - 0.6) / 0.4))
             else:
-                toe[foot, m, 2] = s.height * np.sin(np.pi * u) ** 0.6
                 pitch[foot, m] = s.heel * (1 - smoothstep(u / 0.55))
             heading[foot, m] = h0 + _wrap(h1 - h0) * across
             dangle[foot, m] = smoothstep(u / 0.25) * smoothstep((1 - u) / 0.35)
     return FootTracks(toe, heading, pitch, progress, dangle)
+
+
+def _stepping(u: np.ndarray) -> np.ndarray:
+    """Height profile (0..1) of a step: quick lift, flat top, quick set-down."""
+    return np.sin(np.pi * u) ** 0.6
+
+
+def _ballistic(u: np.ndarray) -> np.ndarray:
+    """Height profile (0..1) of a jump: a parabola."""
+    return 4 * u * (1 - u)
+
+
+def _vertical_edge(lift, height: float) -> float:
+    """Fraction of a swing at each end during which the foot only moves vertically: until it is
+    VERTICAL_CLEARANCE above the floor, so it never moves sideways inside the contact band."""
+    u = np.linspace(0.0, 0.5, 501)
+    above = np.flatnonzero(height * lift(u) >= VERTICAL_CLEARANCE)
+    return float(max(u[above[0]] if above.size else 0.3, 0.03))
 
 
 def _plant(t, home, psi, a, b, foot) -> tuple[np.ndarray, float]:

@@ -12,9 +12,6 @@ ankle in mid-swing), the toes stay flat on the floor.
 from __future__ import annotations
 
 import numpy as np
-
-from scipy.ndimage import gaussian_filter1d, minimum_filter1d
-
 from motion.generate.body import INDEX, OFFSETS, REST, axis_rotation, forward, frame_from, heading_frame
 from motion.generate.gait import FootTracks, foot_rotation
 from motion.rotations import matrix_to_quat, quat_slerp, quat_to_matrix
@@ -57,11 +54,15 @@ def reachable_drop(pelvis_pos: np.ndarray, pelvis_rot: np.ndarray, tracks: FootT
 
 
 def smooth_below(x: np.ndarray, sigma: float) -> np.ndarray:
-    """A smooth curve (T,) never above ``x``: erosion, then a Gaussian no wider than the erosion."""
+    """A smooth curve (T,) never above ``x``: a running minimum over +-3 sigma, then a Gaussian of
+    that same reach (numpy only, so the generator also runs in Blender's Python)."""
     radius = int(np.ceil(3 * sigma))
     if radius < 1:
         return x
-    return gaussian_filter1d(minimum_filter1d(x, 2 * radius + 1, mode="nearest"), sigma, mode="nearest", truncate=3.0)
+    padded = np.pad(x, radius, mode="edge")
+    eroded = np.lib.stride_tricks.sliding_window_view(padded, 2 * radius + 1).min(axis=1)
+    kernel = np.exp(-0.5 * (np.arange(-radius, radius + 1) / sigma) ** 2)
+    return np.convolve(np.pad(eroded, radius, mode="edge"), kernel / kernel.sum(), mode="valid")
 
 
 def _relax_swing(planned: np.ndarray, relaxed: np.ndarray, ankle: np.ndarray, dangle: np.ndarray, side: str,
