@@ -249,10 +249,16 @@ def render_scene(scene: dict | str | os.PathLike, out_dir: str | os.PathLike, fr
         show_rgb_only(stage, False)
         if save_blend:
             _save_blend(stage, Path(save_blend), force)
-        with tempfile.TemporaryDirectory(prefix="avatarcine_render_") as tmp:
-            for t in progress(todo, desc="render", total=len(todo)):
-                _write_frame(out, clip, t, stage, passes, rgb_engine, groups, Path(tmp) / "flat.exr", export_meshes)
-    _assemble_meta(out, clip, enc, groups)
+        try:
+            with tempfile.TemporaryDirectory(prefix="avatarcine_render_") as tmp:
+                for t in progress(todo, desc="render", total=len(todo)):
+                    _write_frame(out, clip, t, stage, passes, rgb_engine, groups, Path(tmp) / "flat.exr",
+                                 export_meshes)
+        finally:                       # interrupted or not: meta.json lists every finished frame
+            if any((out / FRAMES_DIR).glob("0*.json")):
+                _assemble_meta(out, clip, enc, groups)
+    else:
+        _assemble_meta(out, clip, enc, groups)
     if previews and todo:
         _previews(out)
     return out

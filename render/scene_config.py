@@ -17,7 +17,7 @@ Example (every key but ``actors`` has a default)::
         motion: bob_on_smplh.npz         # ... with a motion on its skeleton: no torch needed
     camera: {type: orbit, degrees: 90}   # or {shots: [{type: static, seconds: 1}, {type: follow}]}
     passes: [mesh, normal, depth, semantic, mask, skeleton]
-    engine: {rgb: auto, rgb_samples: 32}
+    engine: {rgb: auto, rgb_samples: 32}  # or just `engine: cycles`; flat passes always use Cycles, 1 spp
 """
 
 from __future__ import annotations
@@ -156,7 +156,8 @@ def validate_scene(raw, where: str = "scene") -> dict:
     bad = [p for p in passes if p not in ALL_PASSES]
     if bad:
         raise UserError("passes", f"unknown pass{'es' if len(bad) > 1 else ''} {bad} (known: {', '.join(ALL_PASSES)})")
-    engine = _mapping(scene.get("engine", {}), "engine")
+    engine = scene.get("engine", {})
+    engine = {"rgb": engine} if isinstance(engine, str) else _mapping(engine, "engine")   # shorthand
     _unknown("engine", engine, _ENGINE)
     if engine.get("rgb", "auto") not in ("auto", "cycles", "eevee"):
         raise UserError("engine.rgb", f"must be auto, cycles or eevee, got {engine['rgb']!r}")

@@ -233,9 +233,12 @@ def test_smplx_face_landmarks_and_uvs(smpl_root):
 def test_smpl_rest_joints_and_layouts(smpl_root, tmp_path, monkeypatch):
     from motion.bodies.smpl_family import rest_joints
 
-    asset = bake_avatar("smplh", model_path=smpl_root, gender="male", shape={"beta1": 2.0})
-    joints = rest_joints("smplh", smpl_root, "male", np.r_[0.0, 2.0, np.zeros(14)])
+    asset = bake_avatar("smplh", model_path=smpl_root, gender="male", shape={"beta1": 2.0, "beta13": 1.0})
+    betas = np.r_[0.0, 2.0, np.zeros(11), 1.0, 0.0, 0.0]
+    joints = rest_joints("smplh", smpl_root, "male", betas)
     assert np.allclose(joints @ Y_UP_TO_Z_UP.T + asset.shape["model_origin"], asset.rest_joints)
+    # all 16 AMASS betas count (smplx itself keeps 10 of a 16-direction file)
+    assert np.abs(rest_joints("smplh", smpl_root, "male", betas * (np.arange(16) < 10)) - joints).max() > 1e-3
     # flat layout, direct file and the environment variable reach the same model
     flat = write_model(tmp_path, "smpl", layout="flat")
     a = bake_avatar("smpl", model_path=tmp_path)

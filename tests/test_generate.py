@@ -59,6 +59,8 @@ def test_parse_natural_variants():
     assert reqs[1].direction == "right" and reqs[1].quantities == {"degrees": 90.0}
     assert reqs[2].direction == "left" and reqs[2].quantities == {"seconds": 2.0}
     assert reqs[3].quantities == {"times": 2.0} and reqs[4].style == "jog"
+    assert [r.kind for r in parse("jump up and down, stand still; wave hello! Then spin around")] == \
+        ["jump", "idle", "wave", "turn"]
 
 
 @pytest.mark.parametrize("text, word", [("fly to the moon", "fly"), ("walk forwrd", "forwrd"),

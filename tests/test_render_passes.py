@@ -176,3 +176,25 @@ def test_rgb_is_lit_avatar_on_ground_under_sky(tmp_path):
     body = rgb[mask].mean(0)
     assert body[0] > body[2] + 10                                     # warm skin tone on the body
     assert rgb[~mask].std() > 1                                       # ground and sky differ
+
+
+def test_interrupted_run_keeps_finished_frames(tmp_path, monkeypatch):
+    import render.api as api
+    asset = tube_avatar()
+    scene = {"fps": 30, "resolution": [24, 24], "actors": [write_actor(tmp_path, "a", asset, wave_motion(asset, 3))],
+             "passes": ["mask", "depth"]}
+    real, calls = api._write_frame, []
+
+    def interrupted(*args, **kwargs):
+        if calls:
+            raise KeyboardInterrupt
+        calls.append(real(*args, **kwargs))
+
+    monkeypatch.setattr(api, "_write_frame", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        render_scene(scene, tmp_path / "out", base_dir=tmp_path, previews=False)
+    assert [f["index"] for f in read_meta(tmp_path / "out")["frames"]] == [0]
+    assert not [p for p in (tmp_path / "out").rglob("*") if p.name.startswith(".") and p.is_file()]
+    monkeypatch.setattr(api, "_write_frame", real)
+    render_scene(scene, tmp_path / "out", base_dir=tmp_path, previews=False)
+    assert [f["index"] for f in read_meta(tmp_path / "out")["frames"]] == [0, 1, 2]

@@ -12,6 +12,7 @@ ankle in mid-swing), the toes stay flat on the floor.
 from __future__ import annotations
 
 import numpy as np
+
 from motion.generate.body import INDEX, OFFSETS, REST, axis_rotation, forward, frame_from, heading_frame
 from motion.generate.gait import FootTracks, foot_rotation
 from motion.rotations import matrix_to_quat, quat_slerp, quat_to_matrix

@@ -46,12 +46,12 @@ UNITS = {"step": "steps", "steps": "steps", "stride": "steps", "strides": "steps
          "meter": "meters", "meters": "meters", "metre": "meters", "metres": "meters", "m": "meters"}
 NUMBER_WORDS = {"one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7, "eight": 8,
                 "nine": 9, "ten": 10, "twelve": 12, "fifteen": 15, "twenty": 20, "thirty": 30,
-                "forty": 40, "fortyfive": 45, "sixty": 60, "ninety": 90, "a": 1, "an": 1}
+                "forty": 40, "sixty": 60, "ninety": 90, "a": 1, "an": 1}
 COUNT_WORDS = {"once": 1, "twice": 2, "thrice": 3}
 SEPARATORS = {"then", "and", "next", "finally", "afterwards", "later"}
 FILLER = set("a an the his her their my its with hand arm arms hands fist fists to of for by in on at "
              "place spot up down person man woman someone somebody he she they it character guy girl "
-             "boy again after that direction".split())
+             "boy again after that direction still hello goodbye bye hi".split())
 # which quantities each primitive accepts
 ACCEPTS = {"idle": {"seconds"}, "walk": {"steps", "seconds", "meters"}, "run": {"steps", "seconds", "meters"},
            "jump": {"times", "seconds"}, "turn": {"degrees", "seconds"}, "wave": {"times", "seconds"},
@@ -78,7 +78,8 @@ def known_words() -> str:
 
 
 def parse(text: str) -> list[Request]:
-    """Split ``text`` into clauses and map each to a Request; UserError('text', ...) on failure."""
+    """Split ``text`` into clauses and map each to a Request; UserError('text', ...) on failure.
+    A clause of filler words only ("jump up and down") belongs to the clause before it."""
     tokens = _TOKEN.findall(text.lower().replace("-", " "))
     clauses, current = [], []
     for tok in tokens:
@@ -90,9 +91,15 @@ def parse(text: str) -> list[Request]:
             current.append(tok)
     if current:
         clauses.append(current)
-    if not clauses:
+    merged = []
+    for words in clauses:
+        if merged and all(w in FILLER for w in words):
+            merged[-1] = merged[-1] + words
+        else:
+            merged.append(words)
+    if not merged:
         raise UserError("text", f"no motion described; {known_words()}")
-    return [_clause(c) for c in clauses]
+    return [_clause(c) for c in merged]
 
 
 def _clause(words: list[str]) -> Request:

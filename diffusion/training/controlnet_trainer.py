@@ -1,0 +1,325 @@
+"""ControlNet training on our rendered data, the recipe of diffusers' ``examples/controlnet/train_controlnet.py``.
+
+Frozen VAE, UNet and text encoder (cast to the mixed-precision dtype); a trainable fp32 ControlNet
+initialised from the UNet (``ControlNetModel.from_unet``) or from a given ControlNet; DDPM forward
+noising with timesteps uniform over the training schedule; MSE to the noise (``epsilon``) or to
+the velocity (``v_prediction``) as the base's scheduler config says; AdamW, a diffusers lr schedule
+with warmup, gradient accumulation and clipping through ``accelerate``.
+
+Checkpoints (``OUTPUT/checkpoint-<step>/``) are ``accelerator.save_state`` folders (ControlNet,
+optimizer, lr schedule, RNG states, the step/epoch/batch counters), written under a temporary name
+and renamed. Resuming is exact: the data order of epoch ``e`` comes from accelerate's seedable
+sampler (seed + e) and skipping the batches already seen; the noise, timesteps and VAE posterior
+sample of batch ``k`` come from a CPU generator seeded with (seed, process, k), so a run stopped and
+resumed gives the same weights as an uninterrupted one. The finished ControlNet is written with
+``save_pretrained`` to ``OUTPUT/controlnet/``, loadable wherever a ControlNet folder is accepted.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import re
+import shutil
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from diffusion.latents import encode_text
+from diffusion.models import DTYPES, load_components, resolve_controlnet, resolve_model
+from diffusion.training.config import RESUME_FIXED, TrainControlNetConfig
+from diffusion.training.dataset import PassPairs, open_folders, stack_channels
+from motion.errors import UserError
+from motion.fileio import save_json
+from motion.progress import progress
+
+RECORD = "train.json"
+LOG = "log.jsonl"
+FINAL = "controlnet"
+TRAINING_INFO = "avatarcine_training.json"  # beside the final ControlNet's config: passes it reads, base, steps
+_CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
+
+
+class TrainState:
+    """Counters saved in every checkpoint (``accelerator.register_for_checkpointing``)."""
+
+    def __init__(self):
+        self.step = 0    # optimizer steps done
+        self.epoch = 0   # current pass over the data
+        self.batch = 0   # batches of the current epoch already used
+        self.micro = 0   # batches used in all (seeds the noise)
+
+    def state_dict(self) -> dict:
+        return dict(vars(self))
+
+    def load_state_dict(self, state: dict) -> None:
+        vars(self).update({k: int(v) for k, v in state.items()})
+
+
+def checkpoints(output: Path) -> list[Path]:
+    """Finished checkpoint folders in ``output``, oldest first."""
+    if not output.is_dir():
+        return []
+    found = [(int(m.group(1)), p) for p in output.iterdir() if p.is_dir() and (m := _CHECKPOINT.match(p.name))]
+    return [p for _, p in sorted(found)]
+
+
+def batch_generator(seed: int, process: int, micro: int) -> torch.Generator:
+    """CPU generator of one batch's noise, timesteps and latent sample (independent streams per batch)."""
+    state = np.random.SeedSequence([seed, process, micro]).generate_state(2, dtype=np.uint32)
+    return torch.Generator("cpu").manual_seed(int(state[0]) << 32 | int(state[1]))
+
+
+def _replace_dir(tmp: Path, final: Path) -> None:
+    if final.exists():
+        shutil.rmtree(final)
+    os.replace(tmp, final)
+
+
+class ControlNetTrainer:
+    """Builds models, data, optimizer and accelerator from a config; ``fit`` trains, saves, resumes."""
+
+    def __init__(self, config: TrainControlNetConfig):
+        from accelerate import Accelerator
+        from accelerate.utils import DataLoaderConfiguration
+        from diffusers import ControlNetModel, DDPMScheduler
+        from diffusers.optimization import get_scheduler
+
+        self.config = config
+        self.output = Path(config.output)
+        folders = open_folders(config.data, config.passes, config.target)
+        channels = {stack_channels(f, config.passes) for f in folders}
+        if len(channels) > 1:
+            raise UserError("passes", f"the folders give different channel counts {sorted(channels)} for "
+                                      f"{'+'.join(config.passes)}")
+        try:
+            self.accelerator = Accelerator(
+                gradient_accumulation_steps=config.gradient_accumulation, mixed_precision=config.mixed_precision,
+                dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True, data_seed=config.seed))
+        except ValueError as exc:
+            raise UserError("mixed_precision", " ".join(str(exc).split())) from None
+        accelerator = self.accelerator
+        self.weight_dtype = {"no": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[config.mixed_precision]
+
+        init = [] if config.controlnet == "unet" else [config.controlnet]
+        c = load_components(config.model, init, device=str(accelerator.device), dtype="fp32")
+        self.components = c
+        self.noise_scheduler = DDPMScheduler.from_config(c.scheduler.config)
+        if init:
+            controlnet = c.controlnets[0]
+            self.controlnet_source = resolve_controlnet(config.controlnet, resolve_model(config.model))
+        else:
+            controlnet = ControlNetModel.from_unet(c.unet, conditioning_channels=channels.pop())
+            self.controlnet_source = "from_unet"
+        controlnet.to(accelerator.device).train().requires_grad_(True)
+        if config.gradient_checkpointing:
+            controlnet.enable_gradient_checkpointing()
+        for module in (c.unet, c.vae, c.text_encoder):
+            module.to(dtype=self.weight_dtype)
+        c.dtype = self.weight_dtype
+
+        self.dataset = PassPairs(folders, config.passes, config.size, controlnet.config.conditioning_channels,
+                                 target=config.target, prompt=config.prompt, multiple=c.vae_scale_factor)
+        loader = torch.utils.data.DataLoader(self.dataset, batch_size=config.batch_size, shuffle=True,
+                                             num_workers=config.num_workers)
+        optimizer = torch.optim.AdamW(controlnet.parameters(), lr=config.learning_rate,
+                                      betas=(config.adam_beta1, config.adam_beta2),
+                                      weight_decay=config.weight_decay, eps=config.adam_epsilon)
+        schedule = get_scheduler(config.lr_scheduler, optimizer,
+                                 num_warmup_steps=config.warmup_steps * accelerator.num_processes,
+                                 num_training_steps=config.steps * accelerator.num_processes)
+        self.controlnet, self.optimizer, self.dataloader, self.lr_schedule = accelerator.prepare(
+            controlnet, optimizer, loader, schedule)
+        self.state = TrainState()
+        accelerator.register_for_checkpointing(self.state)
+        self._text: dict[str, torch.Tensor] = {}
+
+    # ------------------------------------------------------------------------------------------
+    def text_embeddings(self, captions: list[str]) -> torch.Tensor:
+        """(B, tokens, dim) frozen text-encoder states, cached per distinct caption."""
+        for text in set(captions) - set(self._text):
+            self._text[text] = encode_text(self.components, text)
+        return torch.cat([self._text[text] for text in captions])
+
+    def loss(self, batch: dict, generator: torch.Generator) -> torch.Tensor:
+        """Diffusion loss of the ControlNet-guided UNet on one batch; all randomness from ``generator``."""
+        c, dtype = self.components, self.weight_dtype
+        with torch.no_grad():
+            pixels = batch["pixel_values"].to(c.device, dtype)
+            latents = c.vae.encode(pixels).latent_dist.sample(generator=generator) * c.vae.config.scaling_factor
+            noise = torch.randn(latents.shape, generator=generator, dtype=latents.dtype).to(c.device)
+            timesteps = torch.randint(0, self.noise_scheduler.config.num_train_timesteps, (latents.shape[0],),
+                                      generator=generator).to(c.device)
+            noisy = self.noise_scheduler.add_noise(latents, noise, timesteps)
+            text = self.text_embeddings(list(batch["caption"]))
+        cond = batch["conditioning_pixel_values"].to(c.device, dtype)
+        down, mid = self.controlnet(noisy, timesteps, encoder_hidden_states=text, controlnet_cond=cond,
+                                    return_dict=False)
+        pred = c.unet(noisy, timesteps, encoder_hidden_states=text,
+                      down_block_additional_residuals=[r.to(dtype) for r in down],
+                      mid_block_additional_residual=mid.to(dtype), return_dict=False)[0]
+        kind = self.noise_scheduler.config.prediction_type
+        if kind == "epsilon":
+            target = noise
+        elif kind == "v_prediction":
+            target = self.noise_scheduler.get_velocity(latents, noise, timesteps)
+        else:
+            raise UserError("model", f"scheduler prediction_type {kind!r} is not trainable here (epsilon, v_prediction)")
+        return F.mse_loss(pred.float(), target.float())
+
+    # ------------------------------------------------------------------------------------------
+    def start(self, resume: bool | str = False, force: bool = False) -> None:
+        """Fresh output folder (refusing to replace one without ``force``) or load a checkpoint."""
+        record = self.output / RECORD
+        if resume:
+            if isinstance(resume, str) and resume is not True:
+                path = Path(resume)
+                if not (path / "custom_checkpoint_0.pkl").is_file():
+                    raise UserError(path, "not a training checkpoint folder")
+            else:
+                found = checkpoints(self.output)
+                if not found:
+                    raise UserError(self.output, "no checkpoint to resume from (checkpoint-<step>/)")
+                path = found[-1]
+            self._check_same_run(record)
+            self.accelerator.load_state(str(path))
+            self._trim_log()
+            return
+        if self.output.exists() and any(self.output.iterdir()):
+            if not force:
+                raise UserError(self.output, "already exists; pass --resume to continue training or --force to "
+                                             "start over (deletes it)")
+            if not record.is_file():
+                raise UserError(self.output, "is not a training output (no train.json); not deleting it")
+            if self.accelerator.is_main_process:
+                shutil.rmtree(self.output)
+        if self.accelerator.is_main_process:
+            self.output.mkdir(parents=True, exist_ok=True)
+            save_json(record, self._record())
+        self.accelerator.wait_for_everyone()
+
+    def _record(self) -> dict:
+        import accelerate
+        import diffusers
+
+        return {"task": "train controlnet", "config": self.config.model_dump(mode="json"),
+                "controlnet_init": self.controlnet_source, "models": self.components.sources,
+                "conditioning_channels": self.dataset.channels, "frames": len(self.dataset),
+                "folders": [str(c.folder.root) for c in self.dataset.clips],
+                "prediction_type": self.noise_scheduler.config.prediction_type,
+                "processes": self.accelerator.num_processes,
+                "versions": {"python": platform.python_version(), "torch": torch.__version__,
+                             "diffusers": diffusers.__version__, "accelerate": accelerate.__version__}}
+
+    def _check_same_run(self, record: Path) -> None:
+        if not record.is_file():
+            raise UserError(record, "missing: cannot check the checkpoint belongs to this config")
+        saved = json.loads(record.read_text())["config"]
+        now = self.config.model_dump(mode="json")
+        for key in RESUME_FIXED:
+            if saved.get(key) != now[key]:
+                raise UserError(f"config: {key}", f"was {saved.get(key)!r} when the checkpoints were written, "
+                                                  f"now {now[key]!r}; train into a new output folder")
+
+    def _trim_log(self) -> None:
+        """Drop log lines past the resumed step (written after the checkpoint by an interrupted run)."""
+        log = self.output / LOG
+        if self.accelerator.is_main_process and log.is_file():
+            lines = [ln for ln in log.read_text().splitlines() if json.loads(ln)["step"] <= self.state.step]
+            log.write_text("".join(ln + "\n" for ln in lines))
+
+    # ------------------------------------------------------------------------------------------
+    def fit(self, max_steps: int | None = None) -> Path | None:
+        """Train up to step ``max_steps`` (default: the config's ``steps``; the lr schedule always spans
+        ``steps``). A checkpoint is written every ``checkpoint_every`` steps and where training stops;
+        at ``steps`` the ControlNet is saved. Returns the final ControlNet folder, or None if stopped early."""
+        cfg, acc, state = self.config, self.accelerator, self.state
+        stop = cfg.steps if max_steps is None else max_steps
+        if not 0 < stop <= cfg.steps:
+            raise UserError("--max-steps", f"must be in 1..{cfg.steps} (the config's steps), got {stop}")
+        remaining = max(0, stop - state.step)
+        bar = iter(progress(range(remaining), "train controlnet", total=remaining, unit="step"))
+        running = []
+        while state.step < stop:
+            loader = acc.skip_first_batches(self.dataloader, state.batch) if state.batch else self.dataloader
+            loader.set_epoch(state.epoch)
+            for batch in loader:
+                with acc.accumulate(self.controlnet):
+                    loss = self.loss(batch, batch_generator(cfg.seed, acc.process_index, state.micro))
+                    acc.backward(loss)
+                    if acc.sync_gradients:
+                        acc.clip_grad_norm_(self.controlnet.parameters(), cfg.max_grad_norm)
+                    self.optimizer.step()
+                    self.lr_schedule.step()
+                    self.optimizer.zero_grad(set_to_none=True)
+                state.batch += 1
+                state.micro += 1
+                running.append(acc.gather(loss.detach()).mean().item())
+                if not acc.sync_gradients:
+                    continue
+                state.step += 1
+                next(bar, None)
+                self._log({"step": state.step, "epoch": state.epoch, "loss": float(np.mean(running)),
+                           "lr": self.lr_schedule.get_last_lr()[0]})
+                running = []
+                if state.step % cfg.checkpoint_every == 0 or state.step == stop:
+                    self.save_checkpoint()
+                if state.step >= stop:
+                    break
+            else:
+                state.epoch += 1
+                state.batch = 0
+        return self.save_controlnet() if state.step == cfg.steps else None
+
+    def _log(self, entry: dict) -> None:
+        if self.accelerator.is_main_process:
+            with open(self.output / LOG, "a") as f:
+                f.write(json.dumps(entry) + "\n")
+
+    def save_checkpoint(self) -> Path:
+        """``accelerator.save_state`` to ``checkpoint-<step>`` (temp name, renamed); oldest beyond the limit removed."""
+        acc = self.accelerator
+        final = self.output / f"checkpoint-{self.state.step:06d}"
+        tmp = self.output / f".{final.name}.partial"
+        if acc.is_main_process:
+            limit = self.config.checkpoints_total_limit
+            old = [p for p in checkpoints(self.output) if p != final]
+            for path in old[: max(0, len(old) + 1 - limit)] if limit else []:
+                shutil.rmtree(path)
+            shutil.rmtree(tmp, ignore_errors=True)
+        acc.wait_for_everyone()
+        acc.save_state(str(tmp))
+        if acc.is_main_process:
+            _replace_dir(tmp, final)
+        acc.wait_for_everyone()
+        return final
+
+    def save_controlnet(self) -> Path:
+        """``save_pretrained`` of the trained ControlNet to ``OUTPUT/controlnet`` (+ what it was trained on)."""
+        acc = self.accelerator
+        final = self.output / FINAL
+        if acc.is_main_process:
+            tmp = self.output / f".{FINAL}.partial"
+            shutil.rmtree(tmp, ignore_errors=True)
+            acc.unwrap_model(self.controlnet).save_pretrained(tmp)
+            info = {"passes": self.config.passes, "target": self.config.target, "model": self.config.model,
+                    "steps": self.state.step, "resolution": list(self.config.size),
+                    "conditioning_channels": self.dataset.channels}
+            save_json(tmp / TRAINING_INFO, info)
+            _replace_dir(tmp, final)
+        acc.wait_for_everyone()
+        return final
+
+
+def train_controlnet(config: TrainControlNetConfig, *, resume: bool | str = False, force: bool = False,
+                     max_steps: int | None = None) -> ControlNetTrainer:
+    """Build the trainer, start or resume in ``config.output`` and train; returns the trainer."""
+    if DTYPES is None:  # pragma: no cover - keeps the import used for dtype names in one place
+        raise AssertionError
+    trainer = ControlNetTrainer(config)
+    trainer.start(resume=resume or config.resume, force=force)
+    trainer.fit(max_steps)
+    return trainer
