@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from motion.errors import UserError
 from render.meta import OPENPOSE18
 
 HAND21 = ["wrist"] + [f"{finger}{k}" for finger in ("thumb", "index", "middle", "ring", "pinky")
@@ -134,8 +135,6 @@ def smpl_keypoints(body: str, J_regressor: np.ndarray, joint_names: list[str], f
 
     vid = vertex_ids["smplx" if body == "smplx" else "smplh"]
     if max(vid.values()) >= J_regressor.shape[1]:
-        from motion.errors import UserError
-
         raise UserError(body, f"model has {J_regressor.shape[1]} vertices; the official {body} topology "
                               "is needed for the keypoint vertices")
 

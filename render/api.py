@@ -136,6 +136,8 @@ def _skeleton(record: dict, width: int, height: int) -> np.ndarray:
             if group in kp:
                 person[part] = np.asarray(kp[group])
         people.append(person)
+    # numpy backend: the same pixels as cv2, and the only one a stock Blender has, so both entry
+    # points write byte-identical files.
     return draw_pose(height, width, people, backend="numpy")
 
 
@@ -274,9 +276,7 @@ def _save_blend(stage, path: Path, force: bool) -> None:
 
 def _previews(out: Path) -> None:
     """Preview mp4 per pass and the contact sheet (``render.previews``; needs imageio, absent in a
-    stock Blender, where they are skipped)."""
-    try:
-        from render.previews import write_previews
-    except ImportError:
-        return
-    write_previews(out)
+    stock Blender, where they are skipped). Previews always reflect the latest frames."""
+    from render.previews import write_previews
+
+    write_previews(out, force=True)

@@ -186,13 +186,12 @@ def _latent_keep(actor: np.ndarray, factor: int, device: torch.device) -> torch.
 
 
 def _pixel_keep(actor: np.ndarray, factor: int) -> np.ndarray:
-    """(N, H, W) actor coverage -> (N, H, W, 1) weight of the background in the final composite:
+    """(H, W) actor coverage -> (H, W, 1) weight of the background in the final composite:
     0 on the actor grown by ``factor / 2`` pixels, feathered to exactly 1 a few pixels further out."""
     radius = max(1, factor // 4)
     kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (4 * radius + 1, 4 * radius + 1))
-    out = [1 - np.clip(cv2.GaussianBlur(cv2.dilate((a > 0.01).astype(np.float32), kernel), (0, 0), radius / 2), 0, 1)
-           for a in actor]
-    return np.stack(out)[..., None]
+    grown = cv2.dilate((actor > 0.01).astype(np.float32), kernel)
+    return (1 - np.clip(cv2.GaussianBlur(grown, (0, 0), radius / 2), 0, 1))[..., None]
 
 
 def _sample(c: Components, denoiser: ControlNetDenoiser, noise: torch.Tensor, s: ControlNetSettings,
@@ -250,8 +249,9 @@ def run(passes: PassesFolder, s: ControlNetSettings, c: Components) -> Generatio
     latents, info = _sample(c, denoiser, noise, s, generator, lock)
     frames = decode_frames(c, latents, chunk)
     if lock is not None:
-        keep_px = _pixel_keep(actor, factor)
-        frames = (keep_px * background[None] + (1 - keep_px) * frames + 0.5).astype(np.uint8)
+        for k, frame in enumerate(frames):
+            keep_px = _pixel_keep(actor[k], factor)
+            frames[k] = (keep_px * background + (1 - keep_px) * frame + 0.5).astype(np.uint8)
     preview = np.stack([conditions[0].preview(i) for i in range(len(indices))]) if conditions else frames * 0
     record = {
         "method": "controlnet",

@@ -102,7 +102,7 @@ class ControlNetTrainer:
         except ValueError as exc:
             raise UserError("mixed_precision", " ".join(str(exc).split())) from None
         accelerator = self.accelerator
-        self.weight_dtype = {"no": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[config.mixed_precision]
+        self.weight_dtype = DTYPES["fp32" if config.mixed_precision == "no" else config.mixed_precision]
 
         init = [] if config.controlnet == "unet" else [config.controlnet]
         c = load_components(config.model, init, device=str(accelerator.device), dtype="fp32")
@@ -175,7 +175,7 @@ class ControlNetTrainer:
         """Fresh output folder (refusing to replace one without ``force``) or load a checkpoint."""
         record = self.output / RECORD
         if resume:
-            if isinstance(resume, str) and resume is not True:
+            if isinstance(resume, str):
                 path = Path(resume)
                 if not (path / "custom_checkpoint_0.pkl").is_file():
                     raise UserError(path, "not a training checkpoint folder")
@@ -188,6 +188,8 @@ class ControlNetTrainer:
             self.accelerator.load_state(str(path))
             self._trim_log()
             return
+        if self.output.exists() and not self.output.is_dir():
+            raise UserError(self.output, "exists and is not a folder")
         if self.output.exists() and any(self.output.iterdir()):
             if not force:
                 raise UserError(self.output, "already exists; pass --resume to continue training or --force to "
@@ -317,8 +319,6 @@ class ControlNetTrainer:
 def train_controlnet(config: TrainControlNetConfig, *, resume: bool | str = False, force: bool = False,
                      max_steps: int | None = None) -> ControlNetTrainer:
     """Build the trainer, start or resume in ``config.output`` and train; returns the trainer."""
-    if DTYPES is None:  # pragma: no cover - keeps the import used for dtype names in one place
-        raise AssertionError
     trainer = ControlNetTrainer(config)
     trainer.start(resume=resume or config.resume, force=force)
     trainer.fit(max_steps)

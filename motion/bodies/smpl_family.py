@@ -14,6 +14,8 @@ are baked as ``corrective_shapes`` in the world frame (see ``motion.asset``).
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import pickle
 from pathlib import Path
@@ -70,7 +72,7 @@ def read_model_arrays(path: Path) -> dict:
 
 
 def load_model(body: str, path: Path, gender: str | None, num_betas: int):
-    """The ``smplx`` body model (float64) for a model file."""
+    """The ``smplx`` body model (float64) for a model file (``num_betas``: what its forward takes)."""
     import torch
     import smplx
 
@@ -79,7 +81,10 @@ def load_model(body: str, path: Path, gender: str | None, num_betas: int):
         kwargs.update(use_pca=False, flat_hand_mean=True, ext=path.suffix.lstrip("."))
     cls = {"smpl": smplx.SMPL, "smplh": smplx.SMPLH, "smplx": smplx.SMPLX}[body]
     try:
-        model = cls(model_path=str(path), **kwargs)
+        # smplx prints a warning when a file has fewer shape directions than its full space; we
+        # read all of them ourselves (``shape_directions``), so the warning would mislead
+        with contextlib.redirect_stdout(io.StringIO()):
+            model = cls(model_path=str(path), **kwargs)
     except (KeyError, AttributeError, ValueError, IndexError, RuntimeError, pickle.UnpicklingError, OSError) as exc:
         raise UserError(path, f"not a usable {body} model file ({type(exc).__name__}: {exc})") from None
     except ModuleNotFoundError as exc:
