@@ -1,16 +1,17 @@
 """``avatarcine bench generate``: seconds per frame and peak memory against clip length, and the cost
 of our sampling loop against diffusers' own per-frame pipeline at equal UNet evaluations.
 
-Each measurement runs in a fresh spawned process, so its peak resident memory (``ru_maxrss``) is
-its own. Inputs: the tiny models (or ``--model``) and a synthetic passes folder of a moving figure.
+Each measurement runs in a fresh spawned process; peak memory is the resident set sampled during
+the run (Linux), reported with its increase over the resident set before the run. Inputs: the tiny models (or ``--model``) and a synthetic passes folder of a moving figure.
 """
 
 from __future__ import annotations
 
 import multiprocessing
-import resource
-import sys
+import os
+import statistics
 import tempfile
+import threading
 import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -26,30 +27,62 @@ def _settings(model: str, frames: int, steps: int, device: str | None, **tempora
                               **temporal)
 
 
-def _peak_mb() -> float:
-    kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return kb / 1024 if sys.platform != "darwin" else kb / 2**20
+def _rss_mb() -> float:
+    """Current resident memory of this process (Linux /proc; psutil-free)."""
+    with open("/proc/self/statm") as f:
+        pages = int(f.read().split()[1])
+    return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
-def _measure_length(model: str, passes_dir: str, frames: int, steps: int, device: str | None) -> dict:
+class _PeakRss:
+    """Samples the resident memory every 5 ms while the block runs (ru_maxrss would be the import peak)."""
+
+    def __enter__(self):
+        self.start = self.peak = _rss_mb()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._poll, daemon=True)
+        self._thread.start()
+        return self
+
+    def _poll(self):
+        while not self._stop.wait(0.005):
+            self.peak = max(self.peak, _rss_mb())
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, _rss_mb())
+
+
+def _measure_length(model: str, passes_dir: str, frames: int, steps: int, device: str | None,
+                    threads: int | None, repeats: int = 2) -> dict:
     """One clip length with the default temporal settings (window 16, overlap 4, all-frame attention)."""
+    import torch
+
     from diffusion.methods.controlnet import load, run
     from diffusion.passes import PassesFolder
 
+    if threads:
+        torch.set_num_threads(threads)
     s = _settings(model, frames, steps, device, attention="window", window=16, overlap=4)
     components = load(s)
     passes = PassesFolder.open(passes_dir)
-    loaded = _peak_mb()
-    start = time.perf_counter()
-    gen = run(passes, s, components)
-    seconds = time.perf_counter() - start
-    return {"frames": frames, "seconds": round(seconds, 3), "seconds_per_frame": round(seconds / frames, 4),
+    times = []
+    with _PeakRss() as mem:
+        for _ in range(repeats):
+            start = time.perf_counter()
+            gen = run(passes, s, components)
+            times.append(time.perf_counter() - start)
+    seconds = min(times)
+    return {"frames": frames, "best_of": repeats, "seconds": round(seconds, 3),
+            "seconds_per_frame": round(seconds / frames, 4),
             "unet_evaluations": gen.record["sampling"]["unet_evaluations"],
-            "peak_rss_mb": round(_peak_mb(), 1), "rss_after_loading_mb": round(loaded, 1)}
+            "rss_before_run_mb": round(mem.start, 1), "peak_rss_mb": round(mem.peak, 1),
+            "peak_increase_mb": round(mem.peak - mem.start, 1)}
 
 
 def _measure_overhead(model: str, passes_dir: str, frames: int, steps: int, device: str | None,
-                      repeats: int = 3) -> dict:
+                      threads: int | None, repeats: int = 5) -> dict:
     """Ours (windows of 16, no overlap: same UNet evaluations) vs diffusers' pipeline on batches of 16."""
     import torch
     from diffusers import StableDiffusionControlNetPipeline
@@ -59,6 +92,8 @@ def _measure_overhead(model: str, passes_dir: str, frames: int, steps: int, devi
     from diffusion.models import make_scheduler
     from diffusion.passes import PassesFolder
 
+    if threads:
+        torch.set_num_threads(threads)
     passes = PassesFolder.open(passes_dir)
     variants = {"ours_per_frame": dict(attention="none", window=16, overlap=0),
                 "ours_window_attention": dict(attention="window", window=16, overlap=0),
@@ -91,13 +126,15 @@ def _measure_overhead(model: str, passes_dir: str, frames: int, steps: int, devi
             timings.setdefault(name, []).append(time.perf_counter() - t)
             evaluations[name] = gen.record["sampling"]["unet_evaluations"]
     best = {name: min(v) for name, v in timings.items()}
-    return {"frames": frames, "best_of": repeats, "seconds": {k: round(v, 3) for k, v in best.items()},
+    median = {name: statistics.median(v) for name, v in timings.items()}
+    return {"frames": frames, "repeats": repeats, "best_seconds": {k: round(v, 3) for k, v in best.items()},
             "unet_evaluations": evaluations,
-            "ratio_to_diffusers": {k: round(v / best["diffusers_pipeline"], 3) for k, v in best.items()}}
+            "ratio_to_diffusers_best": {k: round(v / best["diffusers_pipeline"], 3) for k, v in best.items()},
+            "ratio_to_diffusers_median": {k: round(v / median["diffusers_pipeline"], 3) for k, v in median.items()}}
 
 
 def run_bench(lengths: list[int], size: int = 64, steps: int = 2, model: str = "tiny",
-              device: str | None = None) -> dict:
+              device: str | None = None, threads: int | None = None) -> dict:
     """All figures as a JSON-ready dict."""
     from diffusion.models import resolve_model
     from diffusion.synthetic_passes import write_passes
@@ -109,9 +146,9 @@ def run_bench(lengths: list[int], size: int = 64, steps: int = 2, model: str = "
         rows = []
         for n in lengths:
             with ProcessPoolExecutor(1, mp_context=spawn) as pool:
-                rows.append(pool.submit(_measure_length, model, passes_dir, n, steps, device).result())
+                rows.append(pool.submit(_measure_length, model, passes_dir, n, steps, device, threads).result())
         with ProcessPoolExecutor(1, mp_context=spawn) as pool:
-            overhead = pool.submit(_measure_overhead, model, passes_dir, 64, steps, device).result()
+            overhead = pool.submit(_measure_overhead, model, passes_dir, 64, steps, device, threads).result()
     import torch
     return {"model": model, "size": [size, size], "steps": steps, "cfg": 5.0, "controlnets": 1,
-            "torch_threads": torch.get_num_threads(), "lengths": rows, "overhead_vs_diffusers": overhead}
+            "torch_threads": threads or torch.get_num_threads(), "lengths": rows, "overhead_vs_diffusers": overhead}

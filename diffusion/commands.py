@@ -62,30 +62,27 @@ def register_bench(bench_sub: argparse._SubParsersAction) -> None:
     p.add_argument("--steps", type=int, default=2)
     p.add_argument("--model", default="tiny")
     p.add_argument("--device")
+    p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--json", metavar="PATH", help="also write the figures here")
     p.set_defaults(func=cmd_bench)
 
 
 def _controlnet_specs(args, base: list) -> list:
+    """--controlnet names (or the base specs) with --controlnet-scale/--guidance-start/--guidance-end
+    applied: one value for all, or one per ControlNet."""
+    import dataclasses
+
     from diffusion.methods.controlnet import ControlSpec
 
-    names = args.controlnet
-    if names is None and not any((args.controlnet_scale, args.guidance_start, args.guidance_end)):
-        return base
-    names = names or [spec.model if spec.passes == [spec.model] else f"{spec.model}={'+'.join(spec.passes)}"
-                      for spec in base]
-    out = []
-    for i, name in enumerate(names):
-        def pick(values, default, what):
-            if not values:
-                return default
-            if len(values) not in (1, len(names)):
-                raise UserError(what, f"give 1 or {len(names)} values (one per ControlNet), got {len(values)}")
-            return values[i] if len(values) > 1 else values[0]
-        out.append(ControlSpec.parse(name, pick(args.controlnet_scale, 1.0, "--controlnet-scale"),
-                                     pick(args.guidance_start, 0.0, "--guidance-start"),
-                                     pick(args.guidance_end, 1.0, "--guidance-end")))
-    return out
+    specs = [ControlSpec.parse(name) for name in args.controlnet] if args.controlnet else list(base)
+    per_net = {}
+    for field, option in (("scale", "--controlnet-scale"), ("start", "--guidance-start"), ("end", "--guidance-end")):
+        given = getattr(args, option[2:].replace("-", "_"))
+        if given is not None:
+            if len(given) not in (1, len(specs)):
+                raise UserError(option, f"give 1 or {len(specs)} values (one per ControlNet), got {len(given)}")
+            per_net[field] = given * len(specs) if len(given) == 1 else given
+    return [dataclasses.replace(spec, **{k: v[i] for k, v in per_net.items()}) for i, spec in enumerate(specs)]
 
 
 def settings_from_args(method, args, base=None):
@@ -167,7 +164,8 @@ def cmd_demo(args) -> None:
 def cmd_bench(args) -> None:
     from diffusion.bench import run_bench
 
-    figures = run_bench(args.frames, size=args.size, steps=args.steps, model=args.model, device=args.device)
+    figures = run_bench(args.frames, size=args.size, steps=args.steps, model=args.model, device=args.device,
+                        threads=args.threads)
     print(json.dumps(figures, indent=1))
     if args.json:
         from motion.fileio import save_json

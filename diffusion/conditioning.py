@@ -73,14 +73,26 @@ class Framing:
         return image[oy:oy + self.size[1], ox:ox + self.size[0]]
 
 
-def normalise_depth(depth: np.ndarray, valid: np.ndarray) -> np.ndarray:
-    """Metric depth of a whole clip (N, H, W, 1) -> near-bright [0, 1] with one range for the clip;
-    background (invalid: zero, inf, nan) -> 0."""
-    if not valid.any():
-        return np.zeros_like(depth)
-    near, far = float(depth[valid].min()), float(depth[valid].max())
+def valid_depth(depth: np.ndarray) -> np.ndarray:
+    """Pixels with a surface: finite, positive, not a renderer's "infinitely far"."""
+    return np.isfinite(depth) & (depth > 0) & (depth < 1e9)
+
+
+def depth_range(depths) -> tuple[float, float]:
+    """(near, far) over the valid pixels of an iterable of metric depth maps (the whole clip)."""
+    near, far = np.inf, -np.inf
+    for depth in depths:
+        valid = valid_depth(depth)
+        if valid.any():
+            near, far = min(near, float(depth[valid].min())), max(far, float(depth[valid].max()))
+    return (near, far) if near <= far else (1.0, 1.0)
+
+
+def normalise_depth(depth: np.ndarray, near: float, far: float) -> np.ndarray:
+    """Metric depth -> near-bright [0, 1] with the clip's (near, far): near 1, far 0.1 (kept off the
+    background's black), background (no surface) 0. One range per clip: per-frame ranges flicker."""
     span = max(far - near, 1e-6)
-    out = np.where(valid, 1.0 - 0.9 * (depth - near) / span, 0.0)  # 0.1 keeps the farthest surface off black
+    out = np.where(valid_depth(depth), 1.0 - 0.9 * (depth - near) / span, 0.0)
     return out.astype(np.float32)
 
 
@@ -110,39 +122,40 @@ class ConditionSequence:
         return np.repeat(x[..., :1], 3, axis=-1) if x.shape[-1] < 3 else x[..., :3]
 
 
-def _read_pass(folder: PassesFolder, name: str, indices: list[int], framing: Framing) -> np.ndarray:
-    """(N, H, W, C) float32 of one pass over ``indices``, framed; raw float depth normalised per clip."""
-    nearest = name in LABEL_PASSES
-    frames = np.stack([framing.image(folder.read(name, i), nearest=nearest) for i in indices])
-    if folder.is_raw_float(name):
-        frames = frames[..., :1]
-        valid = np.isfinite(frames) & (frames > 0) & (frames < 1e9)
-        frames = normalise_depth(frames, valid)
-    elif frames.shape[-1] == 4:  # RGBA: the colour is the condition, alpha is the mask pass's job
-        frames = frames[..., :3]
-    return frames
-
-
 def load_condition(folder: PassesFolder, names: list[str], indices: list[int], framing: Framing,
                    channels: int) -> ConditionSequence:
     """Stack passes ``names`` (pass names or condition kinds) on channels for a ControlNet with
-    ``channels`` input channels. A single 1-channel pass feeding a 3-channel ControlNet is replicated."""
+    ``channels`` input channels. A single 1-channel pass feeding a 3-channel ControlNet is replicated.
+    Frame by frame (memory: the uint8 result); raw float (metric depth) passes are normalised with
+    one range for the clip, found in a first pass over the frames."""
     resolved = [folder.resolve(n) for n in names]
-    stack = [_read_pass(folder, name, indices, framing) for name in resolved]
-    frames = np.concatenate(stack, axis=-1)
-    if len(stack) == 1 and frames.shape[-1] == 1 and channels == 3:
-        frames = np.repeat(frames, 3, axis=-1)
-    if frames.shape[-1] != channels:
-        raise UserError("+".join(resolved), f"gives {frames.shape[-1]} channels but the ControlNet takes {channels}")
-    return ConditionSequence(tuple(resolved), np.round(np.clip(frames, 0.0, 1.0) * 255.0).astype(np.uint8))
+    ranges = {name: depth_range(framing.image(folder.read(name, i))[..., 0] for i in indices)
+              for name in resolved if folder.is_raw_float(name)}
+    out = np.empty((len(indices), framing.size[1], framing.size[0], channels), np.uint8)
+    for k, index in enumerate(indices):
+        parts = []
+        for name in resolved:
+            image = framing.image(folder.read(name, index), nearest=name in LABEL_PASSES)
+            if name in ranges:
+                image = normalise_depth(image[..., :1], *ranges[name])
+            elif image.shape[-1] == 4:  # RGBA: the colour is the condition, alpha is the mask pass's job
+                image = image[..., :3]
+            parts.append(image)
+        frame = np.concatenate(parts, axis=-1)
+        if len(parts) == 1 and frame.shape[-1] == 1 and channels == 3:
+            frame = np.repeat(frame, 3, axis=-1)
+        if frame.shape[-1] != channels:
+            raise UserError("+".join(resolved), f"gives {frame.shape[-1]} channels but the ControlNet takes {channels}")
+        out[k] = np.round(np.clip(frame, 0.0, 1.0) * 255.0)
+    return ConditionSequence(tuple(resolved), out)
 
 
 def load_mask(folder: PassesFolder, indices: list[int], framing: Framing, name: str = "mask") -> np.ndarray:
-    """(N, H, W) actor coverage in [0, 1] from the mask pass (first channel; alpha if RGBA)."""
+    """(N, H, W) uint8 actor coverage (255 = actor) from the mask pass (first channel; alpha if RGBA)."""
     resolved = folder.resolve(name)
-    out = []
-    for i in indices:
-        image = folder.read(resolved, i)
+    out = np.empty((len(indices), framing.size[1], framing.size[0]), np.uint8)
+    for k, index in enumerate(indices):
+        image = folder.read(resolved, index)
         channel = image[..., 3:4] if image.shape[-1] == 4 else image[..., :1]
-        out.append(framing.image(channel)[..., 0])
-    return np.clip(np.stack(out), 0.0, 1.0).astype(np.float32)
+        out[k] = np.round(np.clip(framing.image(channel)[..., 0], 0.0, 1.0) * 255.0)
+    return out

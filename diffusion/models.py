@@ -49,7 +49,8 @@ def pick_dtype(device: torch.device, name: str | None = None) -> torch.dtype:
 
 
 def _missing(model: str, exc: Exception) -> UserError:
-    hint = (f"not found locally and the model hub is unreachable or offline ({type(exc).__name__}); "
+    hint = (f"not found locally and not downloadable: hub offline/unreachable or no such repository "
+            f"({type(exc).__name__}); "
             f"download it once with `hf download {model}` (or `huggingface-cli download {model}`) "
             "while online, or pass a local folder / .safetensors file")
     return UserError(model, hint)
@@ -75,6 +76,8 @@ def load_pretrained(cls, model: str, **kwargs):
     try:
         return loader(model, **kwargs)
     except OSError as exc:  # huggingface_hub / diffusers / transformers report missing files as OSError
+        if Path(model).exists():
+            raise UserError(model, f"cannot load {cls.__name__} from it ({exc})".splitlines()[0]) from None
         raise _missing(model, exc) from None
 
 

@@ -46,6 +46,8 @@ class Method:
         for f in dataclasses.fields(self.settings):
             default = f.default if f.default is not dataclasses.MISSING else (
                 f.default_factory() if f.default_factory is not dataclasses.MISSING else None)
+            if isinstance(default, list):
+                default = [dataclasses.asdict(d) if dataclasses.is_dataclass(d) else d for d in default]
             out.append({"name": f.name, "type": str(f.type), "default": default, "help": f.metadata.get("help", "")})
         return out
 

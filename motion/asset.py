@@ -90,15 +90,19 @@ class AvatarAsset:
             out += w[None, :, k, None] * (np.einsum("tvab,tvb->tva", Ak, rest) + tk)
         return out
 
+    def corrective_weights(self, rotations: np.ndarray) -> np.ndarray | None:
+        """(T, S) weights of the pose correctives for local ``rotations`` (T, J, 3), None without any."""
+        if self.corrective_shapes is None:
+            return None
+        from motion.rotations import axis_angle_to_matrix
+
+        return (axis_angle_to_matrix(rotations[:, 1:]) - np.eye(3)).reshape(len(rotations), -1)
+
     def posed_rest_vertices(self, rotations: np.ndarray) -> np.ndarray:
         """Rest vertices (T, V, 3) plus the pose correctives of local ``rotations`` (T, J, 3)."""
         rest = np.broadcast_to(self.rest_vertices, (len(rotations),) + self.rest_vertices.shape)
-        if self.corrective_shapes is None:
-            return rest
-        from motion.rotations import axis_angle_to_matrix
-
-        feature = (axis_angle_to_matrix(rotations[:, 1:]) - np.eye(3)).reshape(len(rotations), -1)
-        return rest + np.einsum("ts,svd->tvd", feature, self.corrective_shapes)
+        weights = self.corrective_weights(rotations)
+        return rest if weights is None else rest + np.einsum("ts,svd->tvd", weights, self.corrective_shapes)
 
     def keypoints(self, posed_vertices: np.ndarray) -> np.ndarray:
         """Keypoints (T, K, 3) regressed from posed vertices (T, V, 3)."""

@@ -129,3 +129,15 @@ def cmd_bake(args) -> None:
     asset = bake_avatar(args.body, model_path=args.model_path, gender=args.gender, shape=parse_shape(args.shape))
     asset.save(args.output, force=args.force)
     print(f"wrote {args.output}: {args.body}, {len(asset.rest_vertices)} vertices, {len(asset.joint_names)} joints")
+
+
+def register_bench(bench_sub) -> None:
+    p = bench_sub.add_parser("motion", help="throughput: read, retarget (SMPL-H -> Anny), resample, skin on the AMASS sample")
+    p.add_argument("--sample", help="AMASS .npz (default: shared/data/amass_smplh_sample.npz or $AVATARCINE_AMASS_SAMPLE)")
+    p.set_defaults(func=cmd_bench_motion)
+
+
+def cmd_bench_motion(args) -> None:
+    from motion.benchmarks import print_bench_motion
+
+    print_bench_motion(args)

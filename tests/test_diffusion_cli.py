@@ -8,7 +8,10 @@ import imageio.v2 as imageio
 import numpy as np
 import pytest
 
-from _diffusion_util import tiny_dir, write_passes  # noqa: F401
+from _diffusion_util import one_thread, tiny_dir  # noqa: F401  (fixtures)
+from diffusion.synthetic_passes import write_passes
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 from motion.cli import main
 
 
@@ -71,7 +74,10 @@ def test_generate_refuses_to_overwrite_and_reports_bad_input_in_one_line(tmp_pat
     assert main(["generate", str(passes), "--model", "tiny", "--prompt", "x", "--controlnet", "flow",
                  "-o", str(tmp_path / "o4")]) == 2
     assert "say which passes" in capsys.readouterr().err
-    assert not (tmp_path / "o3").exists() and not (tmp_path / "o4").exists()
+    assert main(["generate", str(passes), "--model", "tiny", "--prompt", "x", "--window", "4", "--overlap", "4",
+                 "-o", str(tmp_path / "o5")]) == 2
+    assert "--overlap" in capsys.readouterr().err
+    assert not any((tmp_path / f"o{i}").exists() for i in (2, 3, 4, 5))
 
 
 def test_methods_lists_the_registry(capsys):

@@ -8,7 +8,10 @@ import numpy as np
 import pytest
 import torch
 
-from _diffusion_util import tiny_dir, write_passes  # noqa: F401
+from _diffusion_util import one_thread, tiny_dir  # noqa: F401  (fixtures)
+from diffusion.synthetic_passes import write_passes
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 from diffusion.conditioning import Framing, load_condition
 from diffusion.methods.controlnet import ControlNetSettings, ControlSpec, load, run
 from diffusion.models import make_scheduler
@@ -119,8 +122,19 @@ def test_background_stays_fixed_outside_the_actor(passes, components, tiny_dir, 
     out = _run(passes, components, _settings(tiny_dir, background=str(path)))
     for k in range(4):
         np.testing.assert_array_equal(out.frames[k][far[k]], plate[far[k]])
-        assert np.abs(out.frames[k][mask[k] > 0.5].astype(int) - plate[mask[k] > 0.5]).mean() > 5
+        assert np.abs(out.frames[k][mask[k] > 127].astype(int) - plate[mask[k] > 127]).mean() > 5
     first = _run(passes, components, _settings(tiny_dir, background="first", attention="window", window=3, overlap=1))
     for k in range(1, 4):
         keep = far[k] & far[0]
         np.testing.assert_array_equal(first.frames[k][keep], first.frames[0][keep])
+
+
+def test_model_batches_are_bounded_by_the_window(passes, components, tiny_dir):
+    batches = []
+    hook = components.unet.register_forward_pre_hook(lambda module, args: batches.append(args[0].shape[0]))
+    try:
+        out = _run(passes, components, _settings(tiny_dir, attention="window", window=2, overlap=1))
+    finally:
+        hook.remove()
+    assert max(batches) == 4  # 2 frames x (unconditional, conditional)
+    assert len(batches) == 3 * 3 and out.record["sampling"]["unet_evaluations"] == sum(batches)

@@ -133,7 +133,7 @@ def test_handless_skeletons_to_anny(anny):
     wrist, finger = anny.joint_names.index("wrist.L"), anny.joint_names.index("finger3-2.L")
     H = G @ np.swapaxes(Rig.of_asset(anny).tpose, -1, -2)       # rotation relative to the T-pose
     assert np.abs(H[:, finger] - H[:, wrist]).max() < 1e-9        # fingers ride with the hand
-    # Anny's feet stay at the source's (scaled) height: the root is at the scaled pelvis height
+    # the root path is the source's, scaled by the leg-length ratio
     assert np.allclose(p[:, 0], m.root_translation * Rig.of_asset(anny).leg_length / Rig.of_motion(m).leg_length)
 
     names24, parents24 = skeleton("smpl")

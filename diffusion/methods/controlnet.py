@@ -30,10 +30,10 @@ from diffusion.latents import decode_frames, encode_image, encode_text
 from diffusion.models import CONTROLNETS, SD15, Components, load_components
 from diffusion.passes import PASS_ALIASES, PassesFolder
 from diffusion.registry import Generation, Method, register
-from diffusion.temporal.attention import FrameLayout, frame_attention
+from diffusion.temporal.attention import MODES, FrameLayout, frame_attention
 from diffusion.temporal.noise import initial_noise
 from diffusion.temporal.sampler import overlapped_denoise, step_kwargs
-from diffusion.temporal.windows import window_spans
+from diffusion.temporal.windows import WEIGHTINGS, window_spans
 from motion.errors import UserError
 
 # Condition kinds whose stock/tiny ControlNet reads several stacked passes.
@@ -66,9 +66,12 @@ class ControlSpec:
             if not kinds:
                 raise UserError("--controlnet", f"say which passes {model!r} reads: {model}=PASS[+PASS...]")
             names = kinds
-        if not 0.0 <= start < end <= 1.0:
-            raise UserError("--guidance-start/--guidance-end", f"need 0 <= start < end <= 1 (got {start}, {end})")
         return cls(model, names, scale, start, end)
+
+    def __post_init__(self):
+        if not 0.0 <= self.start < self.end <= 1.0:
+            raise UserError("--guidance-start/--guidance-end",
+                            f"need 0 <= start < end <= 1 for {self.model!r} (got {self.start}, {self.end})")
 
 
 @dataclass
@@ -96,6 +99,21 @@ class ControlNetSettings:
     mask_pass: str = field(default="mask", metadata={"help": "pass holding the actor mask (for --background)"})
     device: str | None = field(default=None, metadata={"help": "cuda | mps | cpu (default: best available)"})
     dtype: str | None = field(default=None, metadata={"help": "fp32 | fp16 | bf16 (default: fp16 on GPU)"})
+
+    def __post_init__(self):
+        checks = [
+            (self.attention in MODES, "--attention", f"{self.attention!r} is not one of {', '.join(MODES)}"),
+            (self.weighting in WEIGHTINGS, "--weighting", f"{self.weighting!r} is not one of {', '.join(WEIGHTINGS)}"),
+            (self.steps >= 1, "--steps", "must be at least 1"),
+            (self.window is None or self.window >= 1, "--window", "must be at least 1 (0 on the command line: none)"),
+            (self.window is None or 0 <= self.overlap < self.window, "--overlap",
+             f"must be in [0, window) (window {self.window}, overlap {self.overlap})"),
+            (0.0 <= self.shared_noise <= 1.0, "--shared-noise", "must be in [0, 1]"),
+            (self.max_frames is None or self.max_frames >= 1, "--max-frames", "must be at least 1"),
+        ]
+        for ok, where, problem in checks:
+            if not ok:
+                raise UserError(where, problem)
 
     @classmethod
     def from_dict(cls, data: dict) -> "ControlNetSettings":
@@ -179,18 +197,18 @@ class BackgroundLock:
 
 
 def _latent_keep(actor: np.ndarray, factor: int, device: torch.device) -> torch.Tensor:
-    """(N, H, W) actor coverage -> (N, 1, h, w) latent cells to lock: those not touching the actor,
-    after dilating the actor by one latent cell (the VAE's receptive field spills over cell edges)."""
-    x = F.max_pool2d(torch.from_numpy(actor)[:, None].to(device), factor)
+    """(N, H, W) uint8 actor coverage -> (N, 1, h, w) latent cells to lock: those not touching the
+    actor, after dilating it by one latent cell (the VAE's receptive field spills over cell edges)."""
+    x = F.max_pool2d(torch.from_numpy(actor)[:, None].to(device=device, dtype=torch.float32) / 255.0, factor)
     return 1 - F.max_pool2d(x, 3, stride=1, padding=1)
 
 
 def _pixel_keep(actor: np.ndarray, factor: int) -> np.ndarray:
-    """(H, W) actor coverage -> (H, W, 1) weight of the background in the final composite:
+    """(H, W) uint8 actor coverage -> (H, W, 1) weight of the background in the final composite:
     0 on the actor grown by ``factor / 2`` pixels, feathered to exactly 1 a few pixels further out."""
     radius = max(1, factor // 4)
     kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (4 * radius + 1, 4 * radius + 1))
-    grown = cv2.dilate((actor > 0.01).astype(np.float32), kernel)
+    grown = cv2.dilate((actor > 2).astype(np.float32), kernel)
     return (1 - np.clip(cv2.GaussianBlur(grown, (0, 0), radius / 2), 0, 1))[..., None]
 
 

@@ -19,6 +19,51 @@ def register(sub: argparse._SubParsersAction) -> None:
     t.set_defaults(func=cmd_train_controlnet)
 
 
+def register_bench(bench_sub: argparse._SubParsersAction) -> None:
+    p = bench_sub.add_parser("train-controlnet", help="ControlNet training steps/s on a synthetic passes folder")
+    p.add_argument("--model", default="tiny", help="base model (default: the tiny random models)")
+    p.add_argument("--size", type=int, default=64, help="square training size")
+    p.add_argument("--batch", type=int, default=2)
+    p.add_argument("--steps", type=int, default=20, help="timed steps (after 2 warm-up steps)")
+    p.add_argument("--passes", nargs="+", default=["skeleton"], help="condition passes (synthetic: skeleton, "
+                                                                      "depth_png, normal, mask)")
+    p.add_argument("--mixed-precision", choices=("no", "fp16", "bf16"), default="no")
+    p.set_defaults(func=cmd_bench_train)
+
+
+def cmd_bench_train(args) -> int:
+    """Time optimizer steps (data, VAE encode, ControlNet + UNet forward/backward, AdamW) without checkpoints.
+    The synthetic folder has no rgb pass: its normal map (a colour image) stands in as the target."""
+    import tempfile
+    import time
+    from pathlib import Path
+
+    import torch
+
+    from diffusion.synthetic_passes import write_passes
+    from diffusion.training.config import TrainControlNetConfig
+    from diffusion.training.controlnet_trainer import ControlNetTrainer
+
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = write_passes(Path(tmp) / "passes", frames=max(8, 2 * args.batch), size=(args.size, args.size))
+        warm = 2
+        config = TrainControlNetConfig(data=[str(folder)], passes=args.passes, target="normal", resolution=args.size,
+                                       model=args.model, output=str(Path(tmp) / "out"), steps=warm + args.steps,
+                                       batch_size=args.batch, mixed_precision=args.mixed_precision)
+        trainer = ControlNetTrainer(config)
+        for _ in trainer.train_steps(warm):
+            pass
+        start = time.perf_counter()
+        for _ in trainer.train_steps(warm + args.steps):
+            pass
+        seconds = time.perf_counter() - start
+    print(f"train controlnet: {args.steps / seconds:.2f} steps/s ({seconds / args.steps * 1000:.0f} ms/step), "
+          f"model {args.model}, {args.size}x{args.size}, batch {args.batch}, passes {'+'.join(args.passes)}, "
+          f"device {trainer.accelerator.device}, mixed precision {args.mixed_precision}, "
+          f"torch threads {torch.get_num_threads()}")
+    return 0
+
+
 def cmd_train_controlnet(args) -> int:
     from diffusion.training.config import load_config
     from diffusion.training.controlnet_trainer import train_controlnet

@@ -29,7 +29,7 @@ class TrainControlNetConfig(BaseModel):
     prompt: str = Field("", description="caption for frames whose meta.json has none")
     resolution: int | tuple[int, int] = Field(512, description="training size: N or [W, H], multiples of 8")
     model: str = Field(SD15, description="SD 1.5-family base: hub id, folder, .safetensors, or tiny")
-    controlnet: str = Field("unet", description="init: `unet` (ControlNetModel.from_unet) or a ControlNet id/folder/kind")
+    controlnet: str = Field("unet", description="init: `unet` (from_unet) or a ControlNet id/folder/kind")
     output: str = Field(description="output folder: checkpoints, log, final controlnet/")
     steps: int = Field(1000, ge=1, description="optimizer steps in all")
     batch_size: int = Field(4, ge=1, description="frames per batch and process")

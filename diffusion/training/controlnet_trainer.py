@@ -23,13 +23,14 @@ import platform
 import re
 import shutil
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from diffusion.latents import encode_text
-from diffusion.models import DTYPES, load_components, resolve_controlnet, resolve_model
+from diffusion.models import DTYPES, load_components
 from diffusion.training.config import RESUME_FIXED, TrainControlNetConfig
 from diffusion.training.dataset import PassPairs, open_folders, stack_channels
 from motion.errors import UserError
@@ -40,6 +41,7 @@ RECORD = "train.json"
 LOG = "log.jsonl"
 FINAL = "controlnet"
 TRAINING_INFO = "avatarcine_training.json"  # beside the final ControlNet's config: passes it reads, base, steps
+TEXT_CACHE = 1024  # distinct captions whose embeddings are kept
 _CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
 
 
@@ -102,6 +104,8 @@ class ControlNetTrainer:
         except ValueError as exc:
             raise UserError("mixed_precision", " ".join(str(exc).split())) from None
         accelerator = self.accelerator
+        if config.mixed_precision == "fp16" and accelerator.device.type == "cpu":
+            raise UserError("mixed_precision", "fp16 needs a GPU (no fp16 autocast on CPU); use bf16 or no")
         self.weight_dtype = DTYPES["fp32" if config.mixed_precision == "no" else config.mixed_precision]
 
         init = [] if config.controlnet == "unet" else [config.controlnet]
@@ -110,16 +114,19 @@ class ControlNetTrainer:
         self.noise_scheduler = DDPMScheduler.from_config(c.scheduler.config)
         if init:
             controlnet = c.controlnets[0]
-            self.controlnet_source = resolve_controlnet(config.controlnet, resolve_model(config.model))
+            self.controlnet_source = c.sources[f"controlnet:{config.controlnet}"]
         else:
-            controlnet = ControlNetModel.from_unet(c.unet, conditioning_channels=channels.pop())
+            with torch.random.fork_rng(devices=[]):  # the new condition encoder's init depends on the seed only
+                torch.manual_seed(config.seed)
+                controlnet = ControlNetModel.from_unet(c.unet, conditioning_channels=channels.pop())
             self.controlnet_source = "from_unet"
         controlnet.to(accelerator.device).train().requires_grad_(True)
         if config.gradient_checkpointing:
             controlnet.enable_gradient_checkpointing()
-        for module in (c.unet, c.vae, c.text_encoder):
-            module.to(dtype=self.weight_dtype)
-        c.dtype = self.weight_dtype
+        if self.weight_dtype != torch.float32:
+            for module in (c.unet, c.vae, c.text_encoder):
+                module.to(dtype=self.weight_dtype)
+            c.dtype = self.weight_dtype
 
         self.dataset = PassPairs(folders, config.passes, config.size, controlnet.config.conditioning_channels,
                                  target=config.target, prompt=config.prompt, multiple=c.vae_scale_factor)
@@ -135,11 +142,31 @@ class ControlNetTrainer:
             controlnet, optimizer, loader, schedule)
         self.state = TrainState()
         accelerator.register_for_checkpointing(self.state)
+        accelerator.register_save_state_pre_hook(self._save_hook)
+        accelerator.register_load_state_pre_hook(self._load_hook)
         self._text: dict[str, torch.Tensor] = {}
+
+    def _save_hook(self, models: list, weights: list, output_dir: str) -> None:
+        """Checkpoints hold the ControlNet as a ``save_pretrained`` folder (usable for generation as is)."""
+        if self.accelerator.is_main_process:
+            for model in models:
+                self.accelerator.unwrap_model(model).save_pretrained(Path(output_dir) / FINAL)
+                weights.pop()
+
+    def _load_hook(self, models: list, input_dir: str) -> None:
+        from diffusers import ControlNetModel
+
+        while models:
+            model = self.accelerator.unwrap_model(models.pop())
+            saved = ControlNetModel.from_pretrained(Path(input_dir) / FINAL)
+            model.register_to_config(**saved.config)
+            model.load_state_dict(saved.state_dict())
 
     # ------------------------------------------------------------------------------------------
     def text_embeddings(self, captions: list[str]) -> torch.Tensor:
-        """(B, tokens, dim) frozen text-encoder states, cached per distinct caption."""
+        """(B, tokens, dim) frozen text-encoder states, cached per distinct caption (bounded cache)."""
+        if len(self._text) > TEXT_CACHE:
+            self._text.clear()
         for text in set(captions) - set(self._text):
             self._text[text] = encode_text(self.components, text)
         return torch.cat([self._text[text] for text in captions])
@@ -167,7 +194,7 @@ class ControlNetTrainer:
         elif kind == "v_prediction":
             target = self.noise_scheduler.get_velocity(latents, noise, timesteps)
         else:
-            raise UserError("model", f"scheduler prediction_type {kind!r} is not trainable here (epsilon, v_prediction)")
+            raise UserError("model", f"scheduler prediction_type {kind!r} is not supported (epsilon, v_prediction)")
         return F.mse_loss(pred.float(), target.float())
 
     # ------------------------------------------------------------------------------------------
@@ -177,7 +204,7 @@ class ControlNetTrainer:
         if resume:
             if isinstance(resume, str):
                 path = Path(resume)
-                if not (path / "custom_checkpoint_0.pkl").is_file():
+                if not (path / "custom_checkpoint_0.pkl").is_file() or not (path / FINAL).is_dir():
                     raise UserError(path, "not a training checkpoint folder")
             else:
                 found = checkpoints(self.output)
@@ -238,16 +265,23 @@ class ControlNetTrainer:
         """Train up to step ``max_steps`` (default: the config's ``steps``; the lr schedule always spans
         ``steps``). A checkpoint is written every ``checkpoint_every`` steps and where training stops;
         at ``steps`` the ControlNet is saved. Returns the final ControlNet folder, or None if stopped early."""
-        cfg, acc, state = self.config, self.accelerator, self.state
+        cfg, state = self.config, self.state
         stop = cfg.steps if max_steps is None else max_steps
         if not 0 < stop <= cfg.steps:
             raise UserError("--max-steps", f"must be in 1..{cfg.steps} (the config's steps), got {stop}")
-        remaining = max(0, stop - state.step)
-        bar = iter(progress(range(remaining), "train controlnet", total=remaining, unit="step"))
-        running = []
+        for entry in progress(self.train_steps(stop), "train controlnet", total=max(0, stop - state.step), unit="step"):
+            self._log(entry)
+            if state.step % cfg.checkpoint_every == 0 or state.step == stop:
+                self.save_checkpoint()
+        return self.save_controlnet() if state.step == cfg.steps else None
+
+    def train_steps(self, stop: int) -> Iterator[dict]:
+        """Optimizer steps until ``stop``, resuming mid-epoch; yields each step's log entry."""
+        cfg, acc, state = self.config, self.accelerator, self.state
+        losses = []
         while state.step < stop:
             loader = acc.skip_first_batches(self.dataloader, state.batch) if state.batch else self.dataloader
-            loader.set_epoch(state.epoch)
+            loader.set_epoch(state.epoch)  # the data order of an epoch depends on (seed, epoch) only
             for batch in loader:
                 with acc.accumulate(self.controlnet):
                     loss = self.loss(batch, batch_generator(cfg.seed, acc.process_index, state.micro))
@@ -259,22 +293,16 @@ class ControlNetTrainer:
                     self.optimizer.zero_grad(set_to_none=True)
                 state.batch += 1
                 state.micro += 1
-                running.append(acc.gather(loss.detach()).mean().item())
-                if not acc.sync_gradients:
-                    continue
-                state.step += 1
-                next(bar, None)
-                self._log({"step": state.step, "epoch": state.epoch, "loss": float(np.mean(running)),
-                           "lr": self.lr_schedule.get_last_lr()[0]})
-                running = []
-                if state.step % cfg.checkpoint_every == 0 or state.step == stop:
-                    self.save_checkpoint()
-                if state.step >= stop:
-                    break
-            else:
-                state.epoch += 1
-                state.batch = 0
-        return self.save_controlnet() if state.step == cfg.steps else None
+                losses.append(acc.gather(loss.detach()).mean().item())
+                if acc.sync_gradients:
+                    state.step += 1
+                    yield {"step": state.step, "epoch": state.epoch, "loss": float(np.mean(losses)),
+                           "lr": self.lr_schedule.get_last_lr()[0]}
+                    losses = []
+                    if state.step >= stop:
+                        return
+            state.epoch += 1
+            state.batch = 0
 
     def _log(self, entry: dict) -> None:
         if self.accelerator.is_main_process:

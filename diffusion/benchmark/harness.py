@@ -1,0 +1,285 @@
+"""``avatarcine bench methods``: train every registered method on the benchmark's train split within a
+stated budget, generate the held-out clips, score them against the rendered ``rgb`` ground truth.
+
+Rows of the table (one per method setting, for each held-out split):
+
+- ``retrieval``: copy the nearest training frame (``diffusion.benchmark.retrieval``); no training.
+- ``controlnet-pretrained (per-frame)``: the base model's stock ControlNet for the condition kind
+  (with ``--model tiny``: the random tiny one), frames generated independently (attention none,
+  window 1): the floor a fine-tuned model should rise above.
+- ``controlnet (per-frame)``: a ControlNet trained on the train split (``diffusion.training``, the
+  diffusers recipe: ``--steps`` optimizer steps at ``--resolution``, batch ``--batch-size``), frames
+  generated independently.
+- ``controlnet``: the same trained ControlNet through the registered method with its default temporal
+  settings (window attention, overlapping windows).
+
+A registered method the harness has no training recipe for is listed under "skipped" with that
+reason. Every row is scored by ``diffusion.evaluation.evaluate`` clip by clip; per split the
+per-frame values of all clips are pooled (frame-weighted means) and written as an evaluation report
+(``OUT/<split>/metrics.{json,md}``, ``per_frame.png``, ``summary.png``). ``OUT/table.json`` and
+``OUT/table.md`` hold the one table; ``table.json`` has no timings and no paths, so the same dataset,
+budget and seed give the same file on the same machine (CPU). Timings go to ``OUT/timings.json`` and
+the foot of ``table.md``. Generations are kept under ``OUT/predictions/<split>/<clip>/<row>/``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from diffusion.benchmark.dataset import load_manifest
+from diffusion.evaluation.evaluate import GROUND_TRUTH, METRICS, summarise
+from motion.errors import UserError
+from motion.fileio import atomic_path, save_json
+from motion.progress import progress
+
+EVAL_SPLITS = ("heldout", "heldout_identity")
+TABLE = "table.json"
+RETRIEVAL = "retrieval"
+
+
+@dataclass
+class Budget:
+    """What every trainable method gets (the same for all rows)."""
+
+    steps: int = 200                   # optimizer steps of training
+    resolution: int | None = None      # training and generation size (square); None: the dataset's
+    batch_size: int = 4
+    learning_rate: float = 1e-4
+    sample_steps: int = 20             # denoising steps at generation
+    cfg: float = 1.0                   # guidance scale at generation (<= 1: off)
+    model: str = "tiny"                # SD 1.5-family base
+    passes: list[str] = field(default_factory=lambda: ["openpose"])  # condition passes of the ControlNet
+    prompt: str = "a person"           # training caption and generation prompt
+    device: str | None = None
+
+    def __post_init__(self):
+        if self.steps < 1 or self.batch_size < 1 or self.sample_steps < 1:
+            raise UserError("--steps/--batch-size/--sample-steps", "must be at least 1")
+        if self.resolution is not None and (self.resolution < 16 or self.resolution % 8):
+            raise UserError("--resolution", f"must be a multiple of 8 and at least 16, got {self.resolution}")
+
+
+@dataclass
+class Row:
+    """One table row: a name, how to make its frames for one clip, and its training time."""
+
+    name: str
+    generate: Callable  # (PassesFolder) -> Generation
+    train_seconds: float = 0.0
+
+
+def _controlnet_rows(budget: Budget, train_dirs: list[Path], work: Path, seed: int, size: int) -> list[Row]:
+    """Train a ControlNet on the train split; rows for stock per-frame, trained per-frame, trained temporal."""
+    from diffusion.methods.controlnet import ControlNetSettings, ControlSpec
+    from diffusion.models import CONTROLNETS
+    from diffusion.registry import get_method
+    from diffusion.training.config import TrainControlNetConfig
+    from diffusion.training.controlnet_trainer import train_controlnet
+
+    method = get_method("controlnet")
+    config = TrainControlNetConfig(
+        data=[str(d) for d in train_dirs], passes=budget.passes, prompt=budget.prompt, resolution=size,
+        model=budget.model, controlnet="unet", output=str(work / "controlnet-training"), steps=budget.steps,
+        batch_size=budget.batch_size, learning_rate=budget.learning_rate, lr_scheduler="constant", seed=seed,
+        checkpoint_every=budget.steps, checkpoints_total_limit=1)
+    start = time.perf_counter()
+    trainer = train_controlnet(config, force=True)
+    train_seconds = time.perf_counter() - start
+    trained = str(trainer.output / "controlnet")
+    common = dict(prompt=budget.prompt, model=budget.model, steps=budget.sample_steps, cfg=budget.cfg, seed=seed,
+                  width=size, height=size, device=budget.device)
+    per_frame = dict(attention="none", window=1, overlap=0)
+
+    def row(name: str, settings: ControlNetSettings, seconds: float) -> Row:
+        components = {}
+
+        def generate(passes):
+            if "c" not in components:       # load once, on first use
+                components["c"] = method.load(settings)
+            return method.run(passes, settings, components["c"])
+        return Row(name, generate, seconds)
+
+    rows = []
+    kind = budget.passes[0] if len(budget.passes) == 1 else None
+    if kind in CONTROLNETS:
+        stock = ControlNetSettings(controlnets=[ControlSpec.parse(kind)], **common, **per_frame)
+        rows.append(row("controlnet-pretrained (per-frame)", stock, 0.0))
+    spec = [ControlSpec(trained, list(budget.passes))]
+    rows.append(row("controlnet (per-frame)", ControlNetSettings(controlnets=spec, **common, **per_frame),
+                    train_seconds))
+    rows.append(row("controlnet", ControlNetSettings(controlnets=spec, **common), train_seconds))
+    return rows
+
+
+# Registered method -> training recipe giving its rows (the harness's part of each method).
+RECIPES = {"controlnet": _controlnet_rows}
+
+
+def _retrieval_row(train_dirs: list[Path]) -> Row:
+    from diffusion.benchmark.retrieval import TrainingFrames, retrieve
+
+    start = time.perf_counter()
+    index = TrainingFrames.index(train_dirs)
+    return Row(RETRIEVAL, lambda passes: retrieve(index, passes), time.perf_counter() - start)
+
+
+def _fit(gen, width: int, height: int):
+    """Frames (and condition previews) resized to the ground truth's size when generated at another."""
+    import cv2
+
+    if gen.frames.shape[1:3] == (height, width):
+        return gen
+    resize = lambda images: np.stack([cv2.resize(im, (width, height), interpolation=cv2.INTER_AREA)  # noqa: E731
+                                      for im in images])
+    return dataclasses.replace(gen, frames=resize(gen.frames), condition_preview=resize(gen.condition_preview))
+
+
+def _json_number(v: float):
+    return None if math.isnan(v) else ("inf" if v == math.inf else "-inf" if v == -math.inf else round(v, 6))
+
+
+def _pooled(per_clip: list[dict], name: str) -> dict[str, list[float]]:
+    """Per-frame values of one row over all clips of a split, concatenated metric by metric."""
+    pooled: dict[str, list[float]] = {}
+    for result in per_clip:
+        frames = result["frames"]
+        values = result["methods"][name]["per_frame"]
+        for metric in set(pooled) | set(values):
+            pooled.setdefault(metric, []).extend(values.get(metric, [math.nan] * frames))
+    return pooled
+
+
+def _split_result(split: str, per_clip: list[dict], names: list[str]) -> dict:
+    """The split's clips pooled into one ``evaluate``-shaped result (for ``write_report``)."""
+    methods = {}
+    for name in names + [GROUND_TRUTH]:
+        per_frame = _pooled(per_clip, name)
+        methods[name] = {"pred": name, "summary": {m: summarise(v) for m, v in per_frame.items()},
+                         "per_frame": per_frame}
+    skipped = {}
+    for result in per_clip:
+        skipped.update(result["skipped"])
+    first = per_clip[0]
+    return {"ground_truth": f"{split} ({len(per_clip)} clips)", "frames": sum(r["frames"] for r in per_clip),
+            "resolution": first["resolution"], "fps": first["fps"], "depth_tolerance": first["depth_tolerance"],
+            "fid_fvd_samples": {"fid": 0, "fvd": 0}, "methods": methods, "skipped": skipped}
+
+
+def table_markdown(table: dict, timings: dict | None = None) -> str:
+    """The table: one block per split, rows = methods, columns = metrics present."""
+    from diffusion.evaluation.report import _fmt
+
+    lines = [f"Synthetic benchmark: dataset `{table['dataset']['size']}` seed {table['dataset']['seed']}, "
+             f"harness seed {table['seed']}; budget {table['budget']['steps']} training steps at "
+             f"{table['budget']['resolution']}px, {table['budget']['sample_steps']} sampling steps, "
+             f"model `{table['budget']['model']}`", ""]
+    for split, info in table["splits"].items():
+        rows = [r for r in table["rows"] if r["split"] == split]
+        metrics = [m for m in METRICS if any(r["metrics"].get(m) is not None for r in rows)]
+        lines += [f"**{split}** ({info['clips']} clips, {info['frames']} frames)", "",
+                  "| Method | " + " | ".join(f"{METRICS[m][0]} {'↑' if METRICS[m][1] else '↓'}" for m in metrics) + " |",
+                  "|---|" + "---|" * len(metrics)]
+        for r in rows:
+            cells = []
+            for m in metrics:
+                v = r["metrics"].get(m)
+                cells.append(_fmt(float(v) if v is not None else math.nan))
+            lines.append(f"| {r['method']} | " + " | ".join(cells) + " |")
+        lines.append("")
+    if table["skipped"]:
+        lines += ["Skipped methods:"] + [f"- {k}: {why}" for k, why in table["skipped"].items()] + [""]
+    if timings:
+        lines += ["| Timing | train s | generate s/frame |", "|---|---|---|"]
+        lines += [f"| {name} | {t['train_s']:.1f} | {t['generate_s_per_frame']:.3f} |" for name, t in timings.items()]
+        lines.append("")
+    return "\n".join(lines)
+
+
+def run_harness(dataset_dir: str | Path, out_dir: str | Path, methods: list[str] | None = None,
+                budget: Budget | None = None, seed: int = 0, force: bool = False) -> dict:
+    """Train, generate, evaluate (see the module doc); returns the table written to ``OUT/table.json``."""
+    from diffusion.evaluation.evaluate import evaluate
+    from diffusion.evaluation.report import write_report
+    from diffusion.output import write_generation
+    from diffusion.passes import PassesFolder
+    from diffusion.registry import methods as registered
+
+    budget = budget or Budget()
+    dataset = Path(dataset_dir)
+    manifest = load_manifest(dataset)
+    out = Path(out_dir)
+    if out.exists() and any(out.iterdir()):
+        if not force:
+            raise UserError(out, "already exists; pass --force to overwrite")
+        if not (out / TABLE).is_file() and not (out / "predictions").is_dir():
+            raise UserError(out, "is not empty and not a harness output; not touching it")
+        shutil.rmtree(out)
+    out.mkdir(parents=True, exist_ok=True)
+    available = [RETRIEVAL] + sorted(registered())
+    chosen = methods or available
+    unknown = sorted(set(chosen) - set(available))
+    if unknown:
+        raise UserError("--methods", f"unknown {', '.join(unknown)} (available: {', '.join(available)})")
+    size = budget.resolution or int(manifest["spec"]["resolution"])
+    budget = dataclasses.replace(budget, resolution=size)
+    train_dirs = [dataset / c["path"] for c in manifest["splits"]["train"]]
+
+    rows, skipped = [], {}
+    for name in chosen:
+        if name == RETRIEVAL:
+            rows.append(_retrieval_row(train_dirs))
+        elif name in RECIPES:
+            rows += RECIPES[name](budget, train_dirs, out / "training", seed, size)
+        else:
+            skipped[name] = "no training recipe in the benchmark harness"
+
+    names = [r.name for r in rows]
+    generate_seconds = {r.name: 0.0 for r in rows}
+    frame_count = 0
+    table_rows, splits_info = [], {}
+    for split in EVAL_SPLITS:
+        clips = manifest["splits"][split]
+        if not clips:
+            continue
+        per_clip = []
+        for clip in progress(clips, desc=f"bench {split}", total=len(clips)):
+            gt = dataset / clip["path"]
+            passes = PassesFolder.open(gt)
+            w, h = passes.resolution
+            pred_dirs = []
+            for r in rows:
+                start = time.perf_counter()
+                gen = _fit(r.generate(passes), w, h)
+                generate_seconds[r.name] += time.perf_counter() - start
+                pred = out / "predictions" / split / clip["id"] / r.name.replace(" ", "_")
+                write_generation(gen, pred, force=True)
+                pred_dirs.append(pred)
+            frame_count += len(passes.indices)
+            result = evaluate(pred_dirs, gt)
+            result["methods"] = {name: result["methods"][Path(p).name] for name, p in zip(names, pred_dirs)} | {
+                GROUND_TRUTH: result["methods"][GROUND_TRUTH]}
+            per_clip.append(result)
+        merged = _split_result(split, per_clip, names)
+        write_report(merged, out / split, force=True)
+        splits_info[split] = {"clips": len(clips), "frames": merged["frames"]}
+        for name in names + [GROUND_TRUTH]:
+            summary = merged["methods"][name]["summary"]
+            table_rows.append({"method": name, "split": split,
+                               "metrics": {m: _json_number(summary[m]) for m in METRICS if m in summary}})
+    table = {"dataset": {k: manifest[k] for k in ("format", "size", "seed")}, "seed": int(seed),
+             "budget": dataclasses.asdict(budget), "splits": splits_info, "rows": table_rows, "skipped": skipped}
+    timings = {r.name: {"train_s": r.train_seconds, "generate_s_per_frame": generate_seconds[r.name] / max(frame_count, 1)}
+               for r in rows}
+    save_json(out / TABLE, table)
+    save_json(out / "timings.json", timings)
+    with atomic_path(out / "table.md") as tmp:
+        tmp.write_text(table_markdown(table, timings))
+    return table
