@@ -67,6 +67,9 @@ class PassesFolder:
                 raise UserError(path, "missing pass image")
             channels = read_exr(path)
             names = info.get("channel_names") or ([info["channel_name"]] if "channel_name" in info else sorted(channels))
+            missing = [n for n in names if n not in channels]
+            if missing:
+                raise UserError(path, f"has no channel {missing[0]!r} (channels: {', '.join(sorted(channels))})")
             image = np.stack([channels[n] for n in names], axis=-1)
         else:
             image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
