@@ -23,6 +23,11 @@ The target joint takes the source's H (``G'_j = H T'_j``) where the joints corre
 
 Root translation: the source root's world path scaled by the ratio of the T-pose leg lengths
 (pelvis height above the ankles), target over source; the height above the floor scales the same.
+
+Foot lock (``foot_lock=True``, the default): other proportions make planted feet slide, so the
+feet are then locked over the source's contacts with two-bone leg IK (``motion.footlock``). It
+is skipped onto the source's own skeleton (same joints and rest offsets), where retargeting is
+exact and adds no sliding.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ import numpy as np
 
 from motion.asset import AvatarAsset
 from motion.errors import UserError
+from motion.footlock import Leg, lock_feet, source_contacts
 from motion.motion import Motion
 from motion.reference_skeleton import reference_offsets
 from motion.rotations import Y_UP_TO_Z_UP, matrix_to_axis_angle, rotation_between
@@ -225,8 +231,27 @@ def correspondence(source: Rig, target: Rig) -> list[tuple[str, object]]:
     return plan
 
 
-def retarget(motion: Motion, target: AvatarAsset) -> Motion:
-    """``motion`` on ``target``'s skeleton (see the module docstring for the method)."""
+def _legs(source: Rig, target: Rig, asset: AvatarAsset) -> tuple[list[tuple[int, int]], list[Leg]]:
+    """The (ankle, ball) joints of the source's feet and the target's matching legs, for the
+    sides where both skeletons have hip, knee, ankle and ball of the foot."""
+    feet, legs = [], []
+    lateral = np.array([1.0, 0.0, 0.0])  # knee flexion axis in the T-pose (legs straight down)
+    for side, _, _ in _SIDES:
+        joints = [f"{side}_{j}" for j in ("hip", "knee", "ankle", "foot")]
+        src, dst = [source.bone(j) for j in joints[2:]], [target.bone(j) for j in joints]
+        if None in src or None in dst:
+            continue
+        hip, knee, ankle, ball = dst
+        feet.append((src[0], src[1]))
+        legs.append(Leg(hip, knee, ankle, ball,
+                        hinge=target.model_to_world.T @ target.tpose[hip].T @ lateral,
+                        rest_heights=(float(asset.rest_joints[ankle, 2]), float(asset.rest_joints[ball, 2]))))
+    return feet, legs
+
+
+def retarget(motion: Motion, target: AvatarAsset, foot_lock: bool = True) -> Motion:
+    """``motion`` on ``target``'s skeleton (see the module docstring for the method); with
+    ``foot_lock`` the feet stay planted over the source's contacts."""
     source_rig, target_rig = Rig.of_motion(motion), Rig.of_asset(target)
     offsets = motion.rest_offsets if motion.rest_offsets is not None else reference_offsets(motion.skeleton)
     G, p = motion.global_transforms(offsets)
@@ -243,11 +268,17 @@ def retarget(motion: Motion, target: AvatarAsset) -> Motion:
         else:
             H[:, j] = H[:, target_rig.parents[j]]
     G_t = H @ target_rig.tpose @ target_rig.model_to_world
+    scale = target_rig.leg_length / source_rig.leg_length
+    root = p[:, 0] * scale
+    same_body = source_rig.names == target_rig.names and np.allclose(offsets, target.rest_offsets)
+    if foot_lock and not same_body:
+        feet, legs = _legs(source_rig, target_rig, target)
+        contacts = source_contacts(p, motion.fps, feet, scale)
+        G_t = lock_feet(G_t, root, target.rest_offsets, target_rig.parents, legs, contacts, motion.fps)
     local = G_t.copy()
     local[:, 1:] = np.swapaxes(G_t[:, target_rig.parents[1:]], -1, -2) @ G_t[:, 1:]
-    scale = target_rig.leg_length / source_rig.leg_length
     return Motion(
         skeleton=target.skeleton, joint_names=list(target.joint_names), parents=target.parents,
-        fps=motion.fps, rotations=matrix_to_axis_angle(local), root_translation=p[:, 0] * scale,
+        fps=motion.fps, rotations=matrix_to_axis_angle(local), root_translation=root,
         rest_offsets=target.rest_offsets, shape=dict(target.shape),
     ).validate("retarget")

@@ -42,8 +42,8 @@ def test_retrieval_of_a_training_clip_returns_its_own_frames(dataset):
 
 
 def test_harness_table_has_baselines_and_repeats_with_the_seed(dataset, tmp_path, monkeypatch, capsys):
-    for out in ("a", "b"):
-        assert run_cli(monkeypatch, "bench", "methods", dataset, *SMOKE_RUN, "-o", tmp_path / out) == 0
+    assert run_cli(monkeypatch, "bench", "methods", dataset, *SMOKE_RUN, "-o", tmp_path / "a") == 0
+    assert run_cli(monkeypatch, "bench", "methods", dataset, *SMOKE_RUN, "--no-plots", "-o", tmp_path / "b") == 0
     printed = capsys.readouterr().out
     table = json.loads((tmp_path / "a" / "table.json").read_text())
     assert (tmp_path / "a" / "table.json").read_text() == (tmp_path / "b" / "table.json").read_text()
@@ -51,9 +51,9 @@ def test_harness_table_has_baselines_and_repeats_with_the_seed(dataset, tmp_path
     for split in ("heldout", "heldout_identity"):
         for method in ("retrieval", "controlnet-pretrained (per-frame)", "controlnet (per-frame)", "controlnet"):
             metrics = rows[(method, split)]
-            assert math.isfinite(metrics["psnr"]) and 0 <= metrics["ssim_actor"] <= 1 or metrics["ssim_actor"] < 1
+            assert math.isfinite(metrics["psnr"]) and -1 <= metrics["ssim_actor"] <= 1
             assert metrics["warping_error"] is not None          # flow + depth rendered: temporal metrics run
-        assert f"| retrieval |" in printed
+        assert "| retrieval |" in printed
         assert (tmp_path / "a" / split / "summary.png").is_file()
     # the table's numbers are the evaluation's numbers: recompute one from a generated clip
     from diffusion.evaluation.evaluate import evaluate

@@ -77,11 +77,11 @@ def _state(module: torch.nn.Module) -> dict[str, torch.Tensor]:
 
 @pytest.fixture(scope="module")
 def trained(tiny_dir, clip, tmp_path_factory):
-    """20 steps on two folders (5 frames 64x64, 2 frames 96x64); fixed-batch losses (same noise and
+    """10 steps on two folders (5 frames 64x64, 2 frames 96x64); fixed-batch losses (same noise and
     timesteps) before and after."""
     wide = add_rgb(write_passes(tmp_path_factory.mktemp("wide") / "clip", frames=2, size=(96, 64)))
-    config = _config(tiny_dir, clip, tmp_path_factory.mktemp("run") / "out", steps=20, checkpoint_every=5,
-                     checkpoints_total_limit=2)
+    config = _config(tiny_dir, clip, tmp_path_factory.mktemp("run") / "out", steps=10, learning_rate=4e-3,
+                     checkpoint_every=4, checkpoints_total_limit=2)
     trainer = ControlNetTrainer(config.model_copy(update={"data": [str(clip), str(wide)]}))
     trainer.start()
     batch = default_collate([trainer.dataset[i] for i in range(len(trainer.dataset))])
@@ -96,10 +96,10 @@ def test_training_fits_a_fixed_batch(trained):
     after = _fixed_losses(trainer, batch)
     assert np.all(after < 0.9 * before["loss"]), (before["loss"], after)
     log = [json.loads(line) for line in (trainer.output / "log.jsonl").read_text().splitlines()]
-    assert [e["step"] for e in log] == list(range(1, 21))
+    assert [e["step"] for e in log] == list(range(1, 11))
     assert len(trainer.dataset) == 7
-    assert [p.name for p in sorted(trainer.output.glob("checkpoint-*"))] == ["checkpoint-000015", "checkpoint-000020"]
-    last = load_file(trainer.output / "checkpoint-000020" / "controlnet" / "diffusion_pytorch_model.safetensors")
+    assert [p.name for p in sorted(trainer.output.glob("checkpoint-*"))] == ["checkpoint-000008", "checkpoint-000010"]
+    last = load_file(trainer.output / "checkpoint-000010" / "controlnet" / "diffusion_pytorch_model.safetensors")
     final = load_file(trainer.output / "controlnet" / "diffusion_pytorch_model.safetensors")
     assert all(torch.equal(last[k], final[k]) for k in final)
 
@@ -124,7 +124,7 @@ def test_only_controlnet_weights_change(trained, tiny_dir):
     assert len(changed) > len(now) // 2
 
 
-def test_resume_is_bit_identical(tiny_dir, clip, tmp_path, monkeypatch):
+def test_resume_is_bit_identical(tiny_dir, clip, tmp_path, monkeypatch, capsys):
     # batch 1, accumulation 2 over 5 frames: step 3 ends on the epoch's odd batch, step 4 is in epoch 1;
     # the stop at step 2 is mid-epoch, so resuming must skip the seen batches and restore the schedule.
     fields = dict(data=[str(clip)], passes=["skeleton"], resolution=64, model=str(tiny_dir), steps=4, batch_size=1,
@@ -143,6 +143,9 @@ def test_resume_is_bit_identical(tiny_dir, clip, tmp_path, monkeypatch):
     assert (tmp_path / "whole" / "log.jsonl").read_text() == (tmp_path / "split" / "log.jsonl").read_text()
     lrs = [json.loads(line)["lr"] for line in (tmp_path / "whole" / "log.jsonl").read_text().splitlines()]
     assert lrs == pytest.approx([5e-4, 1e-3, 5e-4, 0.0])  # linear warmup over 2 steps, then linear decay
+    _write_yaml(split, output="split", **{**fields, "seed": 4})
+    assert _cli(monkeypatch, ["train", "controlnet", str(split), "--resume"]) == 2  # the checkpoints' seed was 3
+    assert "config: seed: was 3 when the checkpoints were written, now 4" in capsys.readouterr().err
 
 
 @pytest.fixture(scope="module")

@@ -45,6 +45,8 @@ def register_bench(bench_sub: argparse._SubParsersAction) -> None:
     m.add_argument("--device", help="cuda | mps | cpu (default: best available)")
     m.add_argument("--seed", type=int, default=0, help="training and sampling seed")
     m.add_argument("-o", "--output", required=True, metavar="DIR", help="report folder")
+    m.add_argument("--no-plots", action="store_true",
+                   help="write only the table (no per-split evaluation reports and plots)")
     m.add_argument("--force", action="store_true", help="replace an existing report folder")
     m.set_defaults(func=cmd_methods)
 
@@ -73,7 +75,8 @@ def cmd_methods(args) -> int:
                     learning_rate=args.learning_rate, sample_steps=args.sample_steps, cfg=args.cfg, model=args.model,
                     passes=args.passes, prompt=args.prompt, device=args.device)
     start = time.perf_counter()
-    table = run_harness(args.dataset, args.output, args.methods, budget, seed=args.seed, force=args.force)
+    table = run_harness(args.dataset, args.output, args.methods, budget, seed=args.seed, force=args.force,
+                        reports=not args.no_plots)
     print(table_markdown(table))
     print(f"report: {Path(args.output) / 'table.md'} ({time.perf_counter() - start:.1f} s)")
     return 0

@@ -142,10 +142,6 @@ def _fit(gen, width: int, height: int):
     return dataclasses.replace(gen, frames=resize(gen.frames), condition_preview=resize(gen.condition_preview))
 
 
-def _json_number(v: float):
-    return None if math.isnan(v) else ("inf" if v == math.inf else "-inf" if v == -math.inf else round(v, 6))
-
-
 def _pooled(per_clip: list[dict], name: str) -> dict[str, list[float]]:
     """Per-frame values of one row over all clips of a split, concatenated metric by metric."""
     pooled: dict[str, list[float]] = {}
@@ -204,10 +200,11 @@ def table_markdown(table: dict, timings: dict | None = None) -> str:
 
 
 def run_harness(dataset_dir: str | Path, out_dir: str | Path, methods: list[str] | None = None,
-                budget: Budget | None = None, seed: int = 0, force: bool = False) -> dict:
-    """Train, generate, evaluate (see the module doc); returns the table written to ``OUT/table.json``."""
+                budget: Budget | None = None, seed: int = 0, force: bool = False, reports: bool = True) -> dict:
+    """Train, generate, evaluate (see the module doc); returns the table written to ``OUT/table.json``.
+    ``reports=False`` skips the per-split evaluation reports and their plots (the table is the same)."""
     from diffusion.evaluation.evaluate import evaluate
-    from diffusion.evaluation.report import write_report
+    from diffusion.evaluation.report import _json_value, write_report
     from diffusion.output import write_generation
     from diffusion.passes import PassesFolder
     from diffusion.registry import methods as registered
@@ -268,12 +265,13 @@ def run_harness(dataset_dir: str | Path, out_dir: str | Path, methods: list[str]
                 GROUND_TRUTH: result["methods"][GROUND_TRUTH]}
             per_clip.append(result)
         merged = _split_result(split, per_clip, names)
-        write_report(merged, out / split, force=True)
+        if reports:
+            write_report(merged, out / split, force=True)
         splits_info[split] = {"clips": len(clips), "frames": merged["frames"]}
         for name in names + [GROUND_TRUTH]:
             summary = merged["methods"][name]["summary"]
             table_rows.append({"method": name, "split": split,
-                               "metrics": {m: _json_number(summary[m]) for m in METRICS if m in summary}})
+                               "metrics": _json_value({m: summary[m] for m in METRICS if m in summary})})
     table = {"dataset": {k: manifest[k] for k in ("format", "size", "seed")}, "seed": int(seed),
              "budget": dataclasses.asdict(budget), "splits": splits_info, "rows": table_rows, "skipped": skipped}
     timings = {r.name: {"train_s": r.train_seconds, "generate_s_per_frame": generate_seconds[r.name] / max(frame_count, 1)}

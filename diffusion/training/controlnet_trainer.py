@@ -75,6 +75,42 @@ def batch_generator(seed: int, process: int, micro: int) -> torch.Generator:
     return torch.Generator("cpu").manual_seed(int(state[0]) << 32 | int(state[1]))
 
 
+def check_output(config: TrainControlNetConfig, resume: bool | str = False, force: bool = False) -> Path | None:
+    """Before anything is loaded: the checkpoint to resume from (None: a fresh run), or a UserError.
+    A fresh run refuses a non-empty output folder unless ``force`` and it is a training output (then it
+    is replaced); a resumed run needs a checkpoint and the config fields in ``RESUME_FIXED`` unchanged."""
+    output = Path(config.output)
+    if output.exists() and not output.is_dir():
+        raise UserError(output, "exists and is not a folder")
+    record = output / RECORD
+    if not resume:
+        if output.exists() and any(output.iterdir()):
+            if not force:
+                raise UserError(output, "already exists; pass --resume to continue training or --force to start "
+                                        "over (deletes it)")
+            if not record.is_file():
+                raise UserError(output, "is not a training output (no train.json); not deleting it")
+        return None
+    if isinstance(resume, str):
+        checkpoint = Path(resume)
+        if not (checkpoint / "custom_checkpoint_0.pkl").is_file() or not (checkpoint / FINAL).is_dir():
+            raise UserError(checkpoint, "not a training checkpoint folder")
+    else:
+        found = checkpoints(output)
+        if not found:
+            raise UserError(output, "no checkpoint to resume from (checkpoint-<step>/)")
+        checkpoint = found[-1]
+    if not record.is_file():
+        raise UserError(record, "missing: cannot check the checkpoint belongs to this config")
+    saved = json.loads(record.read_text())["config"]
+    now = config.model_dump(mode="json")
+    for key in RESUME_FIXED:
+        if saved.get(key) != now[key]:
+            raise UserError(f"config: {key}", f"was {saved.get(key)!r} when the checkpoints were written, "
+                                              f"now {now[key]!r}; train into a new output folder")
+    return checkpoint
+
+
 def _replace_dir(tmp: Path, final: Path) -> None:
     if final.exists():
         shutil.rmtree(final)
@@ -199,35 +235,17 @@ class ControlNetTrainer:
 
     # ------------------------------------------------------------------------------------------
     def start(self, resume: bool | str = False, force: bool = False) -> None:
-        """Fresh output folder (refusing to replace one without ``force``) or load a checkpoint."""
-        record = self.output / RECORD
-        if resume:
-            if isinstance(resume, str):
-                path = Path(resume)
-                if not (path / "custom_checkpoint_0.pkl").is_file() or not (path / FINAL).is_dir():
-                    raise UserError(path, "not a training checkpoint folder")
-            else:
-                found = checkpoints(self.output)
-                if not found:
-                    raise UserError(self.output, "no checkpoint to resume from (checkpoint-<step>/)")
-                path = found[-1]
-            self._check_same_run(record)
-            self.accelerator.load_state(str(path))
+        """Load the checkpoint to resume from, or make a fresh output folder (see :func:`check_output`)."""
+        checkpoint = check_output(self.config, resume, force)
+        if checkpoint is not None:
+            self.accelerator.load_state(str(checkpoint))
             self._trim_log()
             return
-        if self.output.exists() and not self.output.is_dir():
-            raise UserError(self.output, "exists and is not a folder")
-        if self.output.exists() and any(self.output.iterdir()):
-            if not force:
-                raise UserError(self.output, "already exists; pass --resume to continue training or --force to "
-                                             "start over (deletes it)")
-            if not record.is_file():
-                raise UserError(self.output, "is not a training output (no train.json); not deleting it")
-            if self.accelerator.is_main_process:
-                shutil.rmtree(self.output)
         if self.accelerator.is_main_process:
+            if self.output.exists() and force:
+                shutil.rmtree(self.output)
             self.output.mkdir(parents=True, exist_ok=True)
-            save_json(record, self._record())
+            save_json(self.output / RECORD, self._record())
         self.accelerator.wait_for_everyone()
 
     def _record(self) -> dict:
@@ -242,16 +260,6 @@ class ControlNetTrainer:
                 "processes": self.accelerator.num_processes,
                 "versions": {"python": platform.python_version(), "torch": torch.__version__,
                              "diffusers": diffusers.__version__, "accelerate": accelerate.__version__}}
-
-    def _check_same_run(self, record: Path) -> None:
-        if not record.is_file():
-            raise UserError(record, "missing: cannot check the checkpoint belongs to this config")
-        saved = json.loads(record.read_text())["config"]
-        now = self.config.model_dump(mode="json")
-        for key in RESUME_FIXED:
-            if saved.get(key) != now[key]:
-                raise UserError(f"config: {key}", f"was {saved.get(key)!r} when the checkpoints were written, "
-                                                  f"now {now[key]!r}; train into a new output folder")
 
     def _trim_log(self) -> None:
         """Drop log lines past the resumed step (written after the checkpoint by an interrupted run)."""
@@ -269,7 +277,8 @@ class ControlNetTrainer:
         stop = cfg.steps if max_steps is None else max_steps
         if not 0 < stop <= cfg.steps:
             raise UserError("--max-steps", f"must be in 1..{cfg.steps} (the config's steps), got {stop}")
-        for entry in progress(self.train_steps(stop), "train controlnet", total=max(0, stop - state.step), unit="step"):
+        steps = progress(self.train_steps(stop), "train controlnet", total=max(0, stop - state.step), unit="step")
+        for entry in steps:
             self._log(entry)
             if state.step % cfg.checkpoint_every == 0 or state.step == stop:
                 self.save_checkpoint()
@@ -310,20 +319,21 @@ class ControlNetTrainer:
                 f.write(json.dumps(entry) + "\n")
 
     def save_checkpoint(self) -> Path:
-        """``accelerator.save_state`` to ``checkpoint-<step>`` (temp name, renamed); oldest beyond the limit removed."""
+        """``accelerator.save_state`` to ``checkpoint-<step>`` (temp name, renamed), then the oldest
+        checkpoints beyond ``checkpoints_total_limit`` are removed."""
         acc = self.accelerator
         final = self.output / f"checkpoint-{self.state.step:06d}"
         tmp = self.output / f".{final.name}.partial"
         if acc.is_main_process:
-            limit = self.config.checkpoints_total_limit
-            old = [p for p in checkpoints(self.output) if p != final]
-            for path in old[: max(0, len(old) + 1 - limit)] if limit else []:
-                shutil.rmtree(path)
             shutil.rmtree(tmp, ignore_errors=True)
         acc.wait_for_everyone()
         acc.save_state(str(tmp))
         if acc.is_main_process:
             _replace_dir(tmp, final)
+            limit = self.config.checkpoints_total_limit
+            saved = checkpoints(self.output)
+            for path in saved[: max(0, len(saved) - limit)] if limit else []:
+                shutil.rmtree(path)
         acc.wait_for_everyone()
         return final
 
@@ -347,7 +357,9 @@ class ControlNetTrainer:
 def train_controlnet(config: TrainControlNetConfig, *, resume: bool | str = False, force: bool = False,
                      max_steps: int | None = None) -> ControlNetTrainer:
     """Build the trainer, start or resume in ``config.output`` and train; returns the trainer."""
+    resume = resume or config.resume
+    check_output(config, resume, force)  # fail before loading models and data
     trainer = ControlNetTrainer(config)
-    trainer.start(resume=resume or config.resume, force=force)
+    trainer.start(resume=resume, force=force)
     trainer.fit(max_steps)
     return trainer

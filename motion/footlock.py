@@ -1,0 +1,195 @@
+"""Foot locking: planted feet of a retargeted clip stay where they are planted.
+
+Retargeting copies joint rotations onto a body with other proportions and scales the root path by
+the leg-length ratio; the feet then no longer land where the new stride puts them and slide. This
+stage puts them back (our design, in the spirit of Kovar et al. 2002, "Footskate cleanup"):
+
+1. Contacts come from the SOURCE (``motion.contact.foot_contacts``: within 3 cm of the joint's
+   floor level, moving slower than ``CONTACT_SPEED``), so the lock restores the contacts the
+   performer had, whatever the target's proportions do to heights.
+2. Each contact segment gets ONE world anchor: the target's ankle position with the foot in its
+   flattest pose of the segment (the frame whose source ankle and ball are most equally near
+   their floor levels). The foot keeps the world rotation retargeting gave it and rolls over a
+   pivot on its sole, the ankle at heel strike, the ball at heel-off, weighted by which source
+   joint is nearer its floor (``PIVOT_BAND``); with pivot weight w and D the ankle -> ball vector, the ankle goes to
+   ``anchor + w (D_flat - D)``, which pins the ankle (w = 0), the ball (w = 1) and both while
+   the foot is flat. The anchor's ground position is the mean over the segment of where the
+   retargeted foot would put it; its height stands the flat foot on the floor z = 0, the lower
+   of ankle and ball at its height in the avatar's rest pose (bodies stand on z = 0). The
+   pivot rises as the source's does within the contact band (scaled by the leg ratio), so a
+   lifting toe is not pressed to the floor.
+3. The ankle correction (anchor target minus retargeted ankle) crosses each swing from one
+   lock's correction to the next with a smoothstep (so a stance lifted onto the floor lifts
+   its swing too and the toe clearance is kept), and fades in before the first lock and out
+   after the last over ``BLEND_SECONDS``, so nothing pops.
+4. Legs are solved with analytic two-bone IK about the knee's anatomical hinge (the knee's
+   flexion axis in the T-pose, the body's lateral axis, carried by the thigh). The knee takes
+   the closed-form flexion that gives the hip-ankle distance, always the forward-bending root,
+   then the whole leg swings rigidly about the hip onto the target (minimal rotation, so the leg
+   keeps its twist). The knee's change is therefore a pure flexion; a target out of reach
+   straightens the leg towards it. Feet keep their world rotation, toes their local rotation;
+   the pelvis path is not touched.
+
+The generator's IK (``motion.generate.legs``) solves the fixed SMPL leg from planned foot tracks
+(its own constants, hinge about local x); this one works on any chain (Anny's twist bones ride
+with their segment) and on world rotations, so the two share no code.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import NamedTuple
+
+import numpy as np
+
+from motion.contact import foot_contacts
+from motion.rotations import axis_angle_to_matrix, rotation_between
+
+CONTACT_SPEED = 0.5    # m/s; a foot near the floor moving faster is gliding or pushing off, not planted
+PIVOT_BAND = 0.01      # m; height difference over which the pivot moves from the heel to the ball
+BLEND_SECONDS = 0.15   # fade in before the first lock / out after the last (5 frames at 30 fps)
+
+
+@dataclasses.dataclass(frozen=True)
+class Leg:
+    """One leg of the target: joint indices, the knee's flexion axis in the hip joint's world
+    frame (positive = shin swings back) and the ankle / ball heights above the floor at rest."""
+
+    hip: int
+    knee: int
+    ankle: int
+    ball: int
+    hinge: np.ndarray
+    rest_heights: tuple[float, float]
+
+
+class FootContacts(NamedTuple):
+    """Per frame and foot (T, F): in contact; pivot weight (0 ankle .. 1 ball); the pivot's height
+    above its floor level, in target metres."""
+
+    contact: np.ndarray
+    pivot: np.ndarray
+    lift: np.ndarray
+
+
+def source_contacts(positions: np.ndarray, fps: float, feet: list[tuple[int, int]], scale: float = 1.0) -> FootContacts:
+    """The contacts of the source's feet, given as (ankle, ball) joint index pairs into world
+    ``positions`` (T, J, 3); heights are scaled by ``scale`` (target over source leg length)."""
+    contact = foot_contacts(positions, fps, feet, max_speed=CONTACT_SPEED)
+    pivot, lift = np.empty(contact.shape), np.empty(contact.shape)
+    for f, pair in enumerate(feet):
+        z = positions[:, list(pair), 2]
+        above = z - z.min(axis=0)
+        pivot[:, f] = np.clip(0.5 + (above[:, 0] - above[:, 1]) / (2 * PIVOT_BAND), 0.0, 1.0)
+        lift[:, f] = scale * ((1 - pivot[:, f]) * above[:, 0] + pivot[:, f] * above[:, 1])
+    return FootContacts(contact, pivot, lift)
+
+
+def lock_feet(rotations: np.ndarray, root: np.ndarray, offsets: np.ndarray, parents: np.ndarray, legs: list[Leg],
+              contacts: FootContacts, fps: float) -> np.ndarray:
+    """World rotations (T, J, 3, 3) of a clip (root path ``root`` (T, 3), rest ``offsets`` in the
+    modelling frame) with each leg's foot locked over the contact segments of its column of
+    ``contacts`` (from ``source_contacts``)."""
+    rotations = rotations.copy()
+    positions = world_positions(rotations, root, offsets, parents)
+    blend = max(1, int(round(BLEND_SECONDS * fps)))
+    for f, leg in enumerate(legs):
+        target = positions[:, leg.ankle] + _ankle_correction(positions, leg, contacts.contact[:, f], contacts.pivot[:, f],
+                                                                 contacts.lift[:, f], blend)
+        hinge = np.einsum("tij,j->ti", rotations[:, leg.hip], leg.hinge)
+        thigh, shin = two_bone_ik(positions[:, leg.hip], positions[:, leg.knee], positions[:, leg.ankle], target, hinge)
+        segment = _leg_segments(parents, leg)
+        for j in np.flatnonzero(segment == 1):
+            rotations[:, j] = thigh @ rotations[:, j]
+        for j in np.flatnonzero(segment == 2):
+            rotations[:, j] = shin @ rotations[:, j]
+    return rotations
+
+
+def world_positions(rotations: np.ndarray, root: np.ndarray, offsets: np.ndarray, parents: np.ndarray) -> np.ndarray:
+    """Forward kinematics from world rotations (T, J, 3, 3): joint positions (T, J, 3)."""
+    pos = np.empty(rotations.shape[:2] + (3,))
+    pos[:, 0] = root
+    for j in range(1, len(parents)):
+        pos[:, j] = pos[:, parents[j]] + rotations[:, parents[j]] @ offsets[j]
+    return pos
+
+
+def two_bone_ik(hip: np.ndarray, knee: np.ndarray, ankle: np.ndarray, target: np.ndarray,
+                hinge: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """World rotation changes (T, 3, 3) of the thigh and of the shin that put the ankle on
+    ``target``: the knee flexes about ``hinge`` (T, 3) (forward-bending root), then the leg swings
+    rigidly about the hip (see the module docstring). Positions are (T, 3)."""
+    n = hinge / np.linalg.norm(hinge, axis=-1, keepdims=True)
+    t, s = knee - hip, ankle - knee
+    s_along = np.sum(s * n, -1, keepdims=True) * n
+    s_perp = s - s_along
+    # |t + R(n, a) s|^2 = |t|^2 + |s|^2 + 2 (A + B cos a + C sin a),  B cos a + C sin a = r cos(a - phi)
+    A = np.sum(t * s_along, -1)
+    B = np.sum(t * s_perp, -1)
+    C = np.sum(t * np.cross(n, s_perp), -1)
+    r, phi = np.hypot(B, C), np.arctan2(C, B)  # phi: the flexion change that straightens the leg
+    reach = target - hip
+    k = 0.5 * (np.sum(reach * reach, -1) - np.sum(t * t, -1) - np.sum(s * s, -1))
+    flex = phi + np.arccos(np.clip((k - A) / np.maximum(r, 1e-12), -1.0, 1.0))
+    bend = axis_angle_to_matrix(n * flex[:, None])
+    bent_ankle = t + np.einsum("tij,tj->ti", bend, s)
+    swing = rotation_between(bent_ankle, reach)
+    return swing, swing @ bend
+
+
+def _leg_segments(parents: np.ndarray, leg: Leg) -> np.ndarray:
+    """Per joint: 1 rides with the thigh (hip up to the knee), 2 with the shin (knee up to the
+    ankle), 0 otherwise (the foot keeps its world rotation)."""
+    segment = np.zeros(len(parents), dtype=int)
+    for j in range(len(parents)):
+        if j == leg.ankle:
+            continue
+        if j in (leg.hip, leg.knee):
+            segment[j] = 1 if j == leg.hip else 2
+        elif parents[j] >= 0 and segment[parents[j]]:
+            segment[j] = segment[parents[j]]
+    return segment
+
+
+def contact_segments(flags: np.ndarray) -> list[tuple[int, int]]:
+    """Runs of True in ``flags`` (T,) as half-open (start, stop) frame ranges."""
+    edges = np.diff(np.concatenate([[0], flags.astype(np.int8), [0]]))
+    return list(zip(np.flatnonzero(edges == 1).tolist(), np.flatnonzero(edges == -1).tolist()))
+
+
+def _ankle_correction(positions: np.ndarray, leg: Leg, contact: np.ndarray, pivot: np.ndarray, lift: np.ndarray,
+                      blend: int) -> np.ndarray:
+    """World offsets (T, 3) that move the retargeted ankle onto its locked target in contact
+    segments, crossed from lock to lock between them and faded to zero outside the first and last."""
+    ankle = positions[:, leg.ankle]
+    to_ball = positions[:, leg.ball] - ankle
+    correction = np.zeros_like(ankle)
+    segments = contact_segments(contact)
+    for start, stop in segments:
+        frames = slice(start, stop)
+        # the flattest frame: ankle and ball most equally near their floor levels
+        flat = start + int(np.argmin(np.abs(pivot[frames] - 0.5)))
+        roll = pivot[frames, None] * (to_ball[flat] - to_ball[frames])
+        anchor = np.mean(ankle[frames] - roll, axis=0)
+        anchor[2] = max(leg.rest_heights[0], leg.rest_heights[1] - to_ball[flat, 2])
+        correction[frames] = anchor + roll - ankle[frames]
+        correction[frames, 2] += lift[frames]
+    if not segments:
+        return correction
+    # between two locks the correction crosses the swing (so a lifted stance lifts the swing too)
+    for (_, gap_start), (gap_stop, _) in zip(segments[:-1], segments[1:]):
+        s = _smoothstep(np.arange(1, gap_stop - gap_start + 1) / (gap_stop - gap_start + 1))[:, None]
+        correction[gap_start:gap_stop] = (1 - s) * correction[gap_start - 1] + s * correction[gap_stop]
+    # before the first and after the last lock it fades in / out over `blend` frames
+    first, last = segments[0][0], segments[-1][1]
+    fade = _smoothstep(1 - np.arange(1, blend + 1) / (blend + 1))[:, None]
+    n_in, n_out = min(blend, first), min(blend, len(ankle) - last)
+    correction[first - n_in:first] = fade[:n_in][::-1] * correction[first]
+    correction[last:last + n_out] = fade[:n_out] * correction[last - 1]
+    return correction
+
+
+def _smoothstep(x: np.ndarray) -> np.ndarray:
+    x = np.clip(x, 0.0, 1.0)
+    return x * x * (3 - 2 * x)
