@@ -15,6 +15,8 @@ COMMAND_MODULES = (
     "render.commands",
     "diffusion.commands",
     "diffusion.evaluation.commands",
+    "diffusion.training.commands",
+    "diffusion.benchmark.commands",
     "blender_addon.commands",
 )
 

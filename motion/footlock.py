@@ -2,7 +2,8 @@
 
 Retargeting copies joint rotations onto a body with other proportions and scales the root path by
 the leg-length ratio; the feet then no longer land where the new stride puts them and slide. This
-stage puts them back (our design, in the spirit of Kovar et al. 2002, "Footskate cleanup"):
+stage puts them back (our design, after Kovar et al. 2002, "Footskate cleanup for motion capture
+editing": fixed plants per contact, analytic leg IK, blended corrections):
 
 1. Contacts come from the SOURCE (``motion.contact.foot_contacts``: within 3 cm of the joint's
    floor level, moving slower than ``CONTACT_SPEED``), so the lock restores the contacts the
@@ -10,25 +11,28 @@ stage puts them back (our design, in the spirit of Kovar et al. 2002, "Footskate
 2. Each contact segment gets ONE world anchor: the target's ankle position with the foot in its
    flattest pose of the segment (the frame whose source ankle and ball are most equally near
    their floor levels). The foot keeps the world rotation retargeting gave it and rolls over a
-   pivot on its sole, the ankle at heel strike, the ball at heel-off, weighted by which source
-   joint is nearer its floor (``PIVOT_BAND``); with pivot weight w and D the ankle -> ball vector, the ankle goes to
-   ``anchor + w (D_flat - D)``, which pins the ankle (w = 0), the ball (w = 1) and both while
-   the foot is flat. The anchor's ground position is the mean over the segment of where the
-   retargeted foot would put it; its height stands the flat foot on the floor z = 0, the lower
-   of ankle and ball at its height in the avatar's rest pose (bodies stand on z = 0). The
-   pivot rises as the source's does within the contact band (scaled by the leg ratio), so a
-   lifting toe is not pressed to the floor.
+   pivot on its sole: the ankle at heel strike, the ball at heel-off, weighted (w, 0..1) by
+   which source joint is nearer its floor (``PIVOT_BAND``). With D the ankle -> ball vector the
+   ankle goes to ``anchor + w (D_flat - D) + lift``: that pins the ankle (w = 0), the ball
+   (w = 1) and both while the foot is flat; ``lift`` lets the pivot rise as the source's does
+   within the contact band (scaled by the leg ratio), so a lifting toe is not pressed down.
+   The anchor's ground position is the mean over the segment of where the retargeted foot would
+   put it, its height that mean over the flat frames (weighted by flatness): the lock removes
+   sliding and keeps the height retargeting gives the feet. (Standing them on z = 0 instead is
+   the root path's business: with the pelvis kept, lifting the feet a generated clip leaves
+   2 cm low on Anny bends the knees ~20 degrees more, a visible crouch.)
 3. The ankle correction (anchor target minus retargeted ankle) crosses each swing from one
-   lock's correction to the next with a smoothstep (so a stance lifted onto the floor lifts
-   its swing too and the toe clearance is kept), and fades in before the first lock and out
-   after the last over ``BLEND_SECONDS``, so nothing pops.
-4. Legs are solved with analytic two-bone IK about the knee's anatomical hinge (the knee's
-   flexion axis in the T-pose, the body's lateral axis, carried by the thigh). The knee takes
-   the closed-form flexion that gives the hip-ankle distance, always the forward-bending root,
-   then the whole leg swings rigidly about the hip onto the target (minimal rotation, so the leg
-   keeps its twist). The knee's change is therefore a pure flexion; a target out of reach
-   straightens the leg towards it. Feet keep their world rotation, toes their local rotation;
-   the pelvis path is not touched.
+   lock's correction to the next with a smoothstep (the swing foot keeps its clearance relative
+   to both stances), and fades in before the first lock and out after the last over
+   ``BLEND_SECONDS``, so nothing pops.
+4. Legs are solved with analytic two-bone IK about the knee's anatomical hinge (its flexion
+   axis in the T-pose, the body's lateral axis, carried by the thigh). The knee takes the
+   closed-form flexion that gives the hip-ankle distance, always the forward-bending root, then
+   the whole leg swings rigidly about the hip onto the target (minimal rotation, so the leg
+   keeps its twist): the knee's change is a pure flexion. Hip-ankle distances beyond
+   ``SOFT_REACH`` of the straight leg approach it exponentially (soft IK), so a target at or
+   past full reach leaves the foot slightly short instead of snapping the knee straight. Feet
+   keep their world rotation, toes their local rotation; the pelvis path is not touched.
 
 The generator's IK (``motion.generate.legs``) solves the fixed SMPL leg from planned foot tracks
 (its own constants, hinge about local x); this one works on any chain (Anny's twist bones ride
@@ -47,20 +51,20 @@ from motion.rotations import axis_angle_to_matrix, rotation_between
 
 CONTACT_SPEED = 0.5    # m/s; a foot near the floor moving faster is gliding or pushing off, not planted
 PIVOT_BAND = 0.01      # m; height difference over which the pivot moves from the heel to the ball
+SOFT_REACH = 0.98     # fraction of the straight leg beyond which IK targets are eased in (soft IK)
 BLEND_SECONDS = 0.15   # fade in before the first lock / out after the last (5 frames at 30 fps)
 
 
 @dataclasses.dataclass(frozen=True)
 class Leg:
-    """One leg of the target: joint indices, the knee's flexion axis in the hip joint's world
-    frame (positive = shin swings back) and the ankle / ball heights above the floor at rest."""
+    """One leg of the target: joint indices and the knee's flexion axis in the hip joint's frame
+    (its world axis is the hip's world rotation times ``hinge``; positive = shin swings back)."""
 
     hip: int
     knee: int
     ankle: int
     ball: int
     hinge: np.ndarray
-    rest_heights: tuple[float, float]
 
 
 class FootContacts(NamedTuple):
@@ -94,8 +98,9 @@ def lock_feet(rotations: np.ndarray, root: np.ndarray, offsets: np.ndarray, pare
     positions = world_positions(rotations, root, offsets, parents)
     blend = max(1, int(round(BLEND_SECONDS * fps)))
     for f, leg in enumerate(legs):
-        target = positions[:, leg.ankle] + _ankle_correction(positions, leg, contacts.contact[:, f], contacts.pivot[:, f],
-                                                                 contacts.lift[:, f], blend)
+        correction = _ankle_correction(positions, leg, contacts.contact[:, f], contacts.pivot[:, f],
+                                       contacts.lift[:, f], blend)
+        target = positions[:, leg.ankle] + correction
         hinge = np.einsum("tij,j->ti", rotations[:, leg.hip], leg.hinge)
         thigh, shin = two_bone_ik(positions[:, leg.hip], positions[:, leg.knee], positions[:, leg.ankle], target, hinge)
         segment = _leg_segments(parents, leg)
@@ -130,12 +135,24 @@ def two_bone_ik(hip: np.ndarray, knee: np.ndarray, ankle: np.ndarray, target: np
     C = np.sum(t * np.cross(n, s_perp), -1)
     r, phi = np.hypot(B, C), np.arctan2(C, B)  # phi: the flexion change that straightens the leg
     reach = target - hip
-    k = 0.5 * (np.sum(reach * reach, -1) - np.sum(t * t, -1) - np.sum(s * s, -1))
+    longest = np.sqrt(np.sum(t * t, -1) + np.sum(s * s, -1) + 2 * (A + r))
+    distance = _soft_reach(np.linalg.norm(reach, axis=-1), np.linalg.norm(ankle - hip, axis=-1), longest)
+    k = 0.5 * (distance**2 - np.sum(t * t, -1) - np.sum(s * s, -1))
     flex = phi + np.arccos(np.clip((k - A) / np.maximum(r, 1e-12), -1.0, 1.0))
     bend = axis_angle_to_matrix(n * flex[:, None])
     bent_ankle = t + np.einsum("tij,tj->ti", bend, s)
     swing = rotation_between(bent_ankle, reach)
     return swing, swing @ bend
+
+
+def _soft_reach(wanted: np.ndarray, current: np.ndarray, longest: np.ndarray) -> np.ndarray:
+    """Hip-ankle distance to solve for: ``wanted`` up to SOFT_REACH of the straight leg (or the
+    current distance, if longer), beyond that approaching the straight leg exponentially, so a
+    target out of reach never snaps the knee straight."""
+    knee_free = np.maximum(current, SOFT_REACH * longest)
+    room = np.maximum(longest - knee_free, 1e-9)
+    soft = knee_free + room * (1.0 - np.exp(-(wanted - knee_free) / room))
+    return np.where(wanted > knee_free, soft, wanted)
 
 
 def _leg_segments(parents: np.ndarray, leg: Leg) -> np.ndarray:
@@ -171,13 +188,15 @@ def _ankle_correction(positions: np.ndarray, leg: Leg, contact: np.ndarray, pivo
         # the flattest frame: ankle and ball most equally near their floor levels
         flat = start + int(np.argmin(np.abs(pivot[frames] - 0.5)))
         roll = pivot[frames, None] * (to_ball[flat] - to_ball[frames])
+        roll[:, 2] += lift[frames]
         anchor = np.mean(ankle[frames] - roll, axis=0)
-        anchor[2] = max(leg.rest_heights[0], leg.rest_heights[1] - to_ball[flat, 2])
+        # height from the flat frames: the target's foot may roll about another point than the source's
+        flatness = 1.0 - np.abs(2.0 * pivot[frames] - 1.0) + 1e-6
+        anchor[2] = np.average(ankle[frames, 2] - roll[:, 2], weights=flatness)
         correction[frames] = anchor + roll - ankle[frames]
-        correction[frames, 2] += lift[frames]
     if not segments:
         return correction
-    # between two locks the correction crosses the swing (so a lifted stance lifts the swing too)
+    # between two locks the correction crosses the swing
     for (_, gap_start), (gap_stop, _) in zip(segments[:-1], segments[1:]):
         s = _smoothstep(np.arange(1, gap_stop - gap_start + 1) / (gap_stop - gap_start + 1))[:, None]
         correction[gap_start:gap_stop] = (1 - s) * correction[gap_start - 1] + s * correction[gap_stop]

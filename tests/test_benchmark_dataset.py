@@ -8,9 +8,9 @@ import json
 import numpy as np
 import pytest
 
-from diffusion.benchmark.dataset import SIZES, SPLITS, build_dataset, make_plan
+from diffusion.benchmark.dataset import SIZES, SPLITS, make_plan
 from diffusion.benchmark.identities import Identity, draw_identity, write_identity
-from _benchmark_util import run_cli
+from _benchmark_util import run_cli, smoke_dataset
 
 
 def _pairs(plan: dict, split: str) -> set[tuple[str, str]]:
@@ -59,8 +59,8 @@ def _digests(root) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def smoke(tmp_path_factory):
-    return build_dataset(tmp_path_factory.mktemp("bench") / "a", "smoke", seed=0).parent
+def smoke():
+    return smoke_dataset(0)
 
 
 def test_same_seed_gives_byte_identical_images(smoke, tmp_path, monkeypatch):

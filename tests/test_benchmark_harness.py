@@ -9,8 +9,8 @@ import math
 import numpy as np
 import pytest
 
-from _benchmark_util import run_cli
-from diffusion.benchmark.dataset import build_dataset, load_manifest
+from _benchmark_util import run_cli, smoke_dataset
+from diffusion.benchmark.dataset import load_manifest
 from diffusion.benchmark.retrieval import MISSING, TrainingFrames, pose_distances, retrieve
 from diffusion.passes import PassesFolder
 
@@ -18,8 +18,8 @@ SMOKE_RUN = ("--steps", "2", "--batch-size", "2", "--sample-steps", "2", "--seed
 
 
 @pytest.fixture(scope="module")
-def dataset(tmp_path_factory):
-    return build_dataset(tmp_path_factory.mktemp("bench") / "data", "smoke", seed=2).parent
+def dataset():
+    return smoke_dataset(0)
 
 
 def test_pose_distance_by_hand():

@@ -21,6 +21,15 @@ from diffusion.training.controlnet_trainer import ControlNetTrainer, train_contr
 STACK = ["skeleton", "depth_png", "normal"]  # 3 + 1 + 3 = 7 channels
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """The tiny models are too small for intra-op threads to pay; one thread is faster on shared CI cores."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def add_rgb(root: Path, source: str = "mask") -> Path:
     """Give a synthetic passes folder an ``rgb`` pass: a red figure on grey (``mask``), or a copy of a pass."""
     meta = json.loads((root / "meta.json").read_text())

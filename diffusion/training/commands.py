@@ -28,6 +28,7 @@ def register_bench(bench_sub: argparse._SubParsersAction) -> None:
     p.add_argument("--passes", nargs="+", default=["skeleton"], help="condition passes (synthetic: skeleton, "
                                                                       "depth_png, normal, mask)")
     p.add_argument("--mixed-precision", choices=("no", "fp16", "bf16"), default="no")
+    p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
     p.set_defaults(func=cmd_bench_train)
 
 
@@ -44,6 +45,8 @@ def cmd_bench_train(args) -> int:
     from diffusion.training.config import TrainControlNetConfig
     from diffusion.training.controlnet_trainer import ControlNetTrainer
 
+    if args.threads:
+        torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory() as tmp:
         folder = write_passes(Path(tmp) / "passes", frames=max(8, 2 * args.batch), size=(args.size, args.size))
         warm = 2
