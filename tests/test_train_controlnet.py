@@ -13,7 +13,7 @@ import yaml
 from safetensors.torch import load_file
 from torch.utils.data import default_collate
 
-from _diffusion_util import tiny_dir  # noqa: F401
+from _diffusion_util import one_thread, tiny_dir  # noqa: F401  (fixtures)
 from diffusion.synthetic_passes import write_passes
 from diffusion.training.config import TrainControlNetConfig
 from diffusion.training.controlnet_trainer import ControlNetTrainer, train_controlnet
@@ -21,13 +21,7 @@ from diffusion.training.controlnet_trainer import ControlNetTrainer, train_contr
 STACK = ["skeleton", "depth_png", "normal"]  # 3 + 1 + 3 = 7 channels
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """The tiny models are too small for intra-op threads to pay; one thread is faster on shared CI cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def add_rgb(root: Path, source: str = "mask") -> Path:
