@@ -17,14 +17,20 @@ editing": fixed plants per contact, analytic leg IK, blended corrections):
    (w = 1) and both while the foot is flat; ``lift`` lets the pivot rise as the source's does
    within the contact band (scaled by the leg ratio), so a lifting toe is not pressed down.
    The anchor's ground position is the mean over the segment of where the retargeted foot would
-   put it, its height that mean over the flat frames (weighted by flatness): the lock removes
-   sliding and keeps the height retargeting gives the feet. (Standing them on z = 0 instead is
-   the root path's business: with the pelvis kept, lifting the feet a generated clip leaves
-   2 cm low on Anny bends the knees ~20 degrees more, a visible crouch.)
+   put it. Its height puts the sole of the flat foot (the lower of ankle and ball at its rest
+   height above the floor) on one floor for the whole clip: the median over all segments of
+   the sole height the retargeted feet imply (flat frames weigh most). Steps and stairs come
+   back through ``lift``, measured from the source's floor. So a foot that other proportions
+   lift off the floor (a tall Anny in a squat) is put back down, while the height retargeting
+   gives the standing feet is kept: standing them on z = 0 instead is the root path's business,
+   and with the pelvis kept, lifting the feet a generated clip leaves 2 cm low on Anny would
+   bend the knees ~20 degrees more, a visible crouch.
 3. The ankle correction (anchor target minus retargeted ankle) crosses each swing from one
-   lock's correction to the next with a smoothstep (the swing foot keeps its clearance relative
-   to both stances), and fades in before the first lock and out after the last over
-   ``BLEND_SECONDS``, so nothing pops.
+   lock's correction to the next with a smoothstep, and fades in before the first lock and out
+   after the last over ``BLEND_SECONDS``, so nothing pops. A swinging foot is lifted (smoothly)
+   where its ankle or ball would pass nearer its floor level than the source's did (scaled):
+   feet of other proportions otherwise scrape the floor, and the 3 cm contact band of
+   ``motion.contact`` would count the scraping swing as sliding.
 4. Legs are solved with analytic two-bone IK about the knee's anatomical hinge (its flexion
    axis in the T-pose, the body's lateral axis, carried by the thigh). The knee takes the
    closed-form flexion that gives the hip-ankle distance, always the forward-bending root, then
@@ -47,17 +53,18 @@ from typing import NamedTuple
 import numpy as np
 
 from motion.contact import foot_contacts
+from motion.generate.legs import smooth_below
 from motion.rotations import axis_angle_to_matrix, rotation_between
 
 CONTACT_SPEED = 0.5    # m/s; a foot near the floor moving faster is gliding or pushing off, not planted
 PIVOT_BAND = 0.01      # m; height difference over which the pivot moves from the heel to the ball
-SOFT_REACH = 0.98     # fraction of the straight leg beyond which IK targets are eased in (soft IK)
+SOFT_REACH = 0.98      # fraction of the straight leg beyond which IK targets are eased in (soft IK)
 BLEND_SECONDS = 0.15   # fade in before the first lock / out after the last (5 frames at 30 fps)
 
 
 @dataclasses.dataclass(frozen=True)
 class Leg:
-    """One leg of the target: joint indices and the knee's flexion axis in the hip joint's frame
+    """One leg of the target: joint indices, the knee's flexion axis in the hip joint's frame
     (its world axis is the hip's world rotation times ``hinge``; positive = shin swings back)."""
 
     hip: int
@@ -65,28 +72,31 @@ class Leg:
     ankle: int
     ball: int
     hinge: np.ndarray
+    rest_heights: tuple[float, float]  # ankle and ball above the floor in the rest pose (standing)
 
 
 class FootContacts(NamedTuple):
-    """Per frame and foot (T, F): in contact; pivot weight (0 ankle .. 1 ball); the pivot's height
-    above its floor level, in target metres."""
+    """Per frame and foot (T, F): in contact; pivot weight (0 ankle .. 1 ball); and (T, F, 2) the
+    heights of ankle and ball above their floor levels, in target metres."""
 
     contact: np.ndarray
     pivot: np.ndarray
-    lift: np.ndarray
+    above: np.ndarray
+
+    @property
+    def lift(self) -> np.ndarray:
+        """(T, F) height of the pivot above its floor level."""
+        return (1 - self.pivot) * self.above[..., 0] + self.pivot * self.above[..., 1]
 
 
 def source_contacts(positions: np.ndarray, fps: float, feet: list[tuple[int, int]], scale: float = 1.0) -> FootContacts:
     """The contacts of the source's feet, given as (ankle, ball) joint index pairs into world
     ``positions`` (T, J, 3); heights are scaled by ``scale`` (target over source leg length)."""
     contact = foot_contacts(positions, fps, feet, max_speed=CONTACT_SPEED)
-    pivot, lift = np.empty(contact.shape), np.empty(contact.shape)
-    for f, pair in enumerate(feet):
-        z = positions[:, list(pair), 2]
-        above = z - z.min(axis=0)
-        pivot[:, f] = np.clip(0.5 + (above[:, 0] - above[:, 1]) / (2 * PIVOT_BAND), 0.0, 1.0)
-        lift[:, f] = scale * ((1 - pivot[:, f]) * above[:, 0] + pivot[:, f] * above[:, 1])
-    return FootContacts(contact, pivot, lift)
+    z = positions[:, np.array(feet), 2]  # (T, F, 2)
+    above = z - z.min(axis=0)
+    pivot = np.clip(0.5 + (above[..., 0] - above[..., 1]) / (2 * PIVOT_BAND), 0.0, 1.0)
+    return FootContacts(contact, pivot, scale * above)
 
 
 def lock_feet(rotations: np.ndarray, root: np.ndarray, offsets: np.ndarray, parents: np.ndarray, legs: list[Leg],
@@ -97,10 +107,17 @@ def lock_feet(rotations: np.ndarray, root: np.ndarray, offsets: np.ndarray, pare
     rotations = rotations.copy()
     positions = world_positions(rotations, root, offsets, parents)
     blend = max(1, int(round(BLEND_SECONDS * fps)))
+    if not legs:
+        return rotations
+    implied, anchors = zip(*(_anchors(positions, leg, contacts, f) for f, leg in enumerate(legs)))
+    soles = [a.position[2] - a.clearance for leg_anchors in anchors for a in leg_anchors]
+    if not soles:
+        return rotations
+    floor = float(np.median(soles))  # one floor under the flat feet, robust to a foot lifted or sunk
     for f, leg in enumerate(legs):
-        correction = _ankle_correction(positions, leg, contacts.contact[:, f], contacts.pivot[:, f],
-                                       contacts.lift[:, f], blend)
-        target = positions[:, leg.ankle] + correction
+        target = positions[:, leg.ankle] + _ankle_correction(implied[f], anchors[f], floor, blend)
+        to_ball = positions[:, leg.ball, 2] - positions[:, leg.ankle, 2]
+        target[:, 2] += _swing_clearance(target[:, 2], to_ball, contacts, f, fps)
         hinge = np.einsum("tij,j->ti", rotations[:, leg.hip], leg.hinge)
         thigh, shin = two_bone_ik(positions[:, leg.hip], positions[:, leg.knee], positions[:, leg.ankle], target, hinge)
         segment = _leg_segments(parents, leg)
@@ -175,38 +192,70 @@ def contact_segments(flags: np.ndarray) -> list[tuple[int, int]]:
     return list(zip(np.flatnonzero(edges == 1).tolist(), np.flatnonzero(edges == -1).tolist()))
 
 
-def _ankle_correction(positions: np.ndarray, leg: Leg, contact: np.ndarray, pivot: np.ndarray, lift: np.ndarray,
-                      blend: int) -> np.ndarray:
-    """World offsets (T, 3) that move the retargeted ankle onto its locked target in contact
-    segments, crossed from lock to lock between them and faded to zero outside the first and last."""
-    ankle = positions[:, leg.ankle]
+class _Anchor(NamedTuple):
+    start: int
+    stop: int
+    position: np.ndarray  # (3,) the anchor the retargeted foot implies over the segment
+    clearance: float      # its height above the flat foot's sole (rest heights, the segment's foot pitch)
+
+
+def _anchors(positions: np.ndarray, leg: Leg, contacts: FootContacts, f: int) -> tuple[np.ndarray, list[_Anchor]]:
+    """The anchor each frame implies, ankle minus ``w (D_flat - D) + lift`` (T, 3), and per
+    contact segment its mean (the height weighted by flatness: a foot of other proportions may
+    roll about another point than the source's, which biases heel and toe frames)."""
+    ankle, pivot, lift = positions[:, leg.ankle], contacts.pivot[:, f], contacts.lift[:, f]
     to_ball = positions[:, leg.ball] - ankle
-    correction = np.zeros_like(ankle)
-    segments = contact_segments(contact)
-    for start, stop in segments:
+    implied, anchors = ankle.copy(), []
+    for start, stop in contact_segments(contacts.contact[:, f]):
         frames = slice(start, stop)
         # the flattest frame: ankle and ball most equally near their floor levels
         flat = start + int(np.argmin(np.abs(pivot[frames] - 0.5)))
-        roll = pivot[frames, None] * (to_ball[flat] - to_ball[frames])
-        roll[:, 2] += lift[frames]
-        anchor = np.mean(ankle[frames] - roll, axis=0)
-        # height from the flat frames: the target's foot may roll about another point than the source's
-        flatness = 1.0 - np.abs(2.0 * pivot[frames] - 1.0) + 1e-6
-        anchor[2] = np.average(ankle[frames, 2] - roll[:, 2], weights=flatness)
-        correction[frames] = anchor + roll - ankle[frames]
-    if not segments:
+        implied[frames] -= pivot[frames, None] * (to_ball[flat] - to_ball[frames])
+        implied[frames, 2] -= lift[frames]
+        position = implied[frames].mean(axis=0)
+        position[2] = np.average(implied[frames, 2], weights=1.0 - np.abs(2.0 * pivot[frames] - 1.0) + 1e-6)
+        clearance = max(leg.rest_heights[0], leg.rest_heights[1] - to_ball[flat, 2])
+        anchors.append(_Anchor(start, stop, position, clearance))
+    return implied, anchors
+
+
+def _ankle_correction(implied: np.ndarray, anchors: list[_Anchor], floor: float, blend: int) -> np.ndarray:
+    """World offsets (T, 3) from the retargeted ankle to its locked target: in each contact
+    segment the anchor's ground position with the flat foot's sole at ``floor``; crossed from
+    lock to lock between segments and faded to zero outside the first and last."""
+    correction = np.zeros_like(implied)
+    if not anchors:
         return correction
+    for a in anchors:
+        target = np.append(a.position[:2], floor + a.clearance)
+        correction[a.start:a.stop] = target - implied[a.start:a.stop]
     # between two locks the correction crosses the swing
-    for (_, gap_start), (gap_stop, _) in zip(segments[:-1], segments[1:]):
+    for before, after in zip(anchors[:-1], anchors[1:]):
+        gap_start, gap_stop = before.stop, after.start
         s = _smoothstep(np.arange(1, gap_stop - gap_start + 1) / (gap_stop - gap_start + 1))[:, None]
         correction[gap_start:gap_stop] = (1 - s) * correction[gap_start - 1] + s * correction[gap_stop]
     # before the first and after the last lock it fades in / out over `blend` frames
-    first, last = segments[0][0], segments[-1][1]
+    first, last = anchors[0].start, anchors[-1].stop
     fade = _smoothstep(1 - np.arange(1, blend + 1) / (blend + 1))[:, None]
-    n_in, n_out = min(blend, first), min(blend, len(ankle) - last)
+    n_in, n_out = min(blend, first), min(blend, len(implied) - last)
     correction[first - n_in:first] = fade[:n_in][::-1] * correction[first]
     correction[last:last + n_out] = fade[:n_out] * correction[last - 1]
     return correction
+
+
+def _swing_clearance(ankle_z: np.ndarray, to_ball_z: np.ndarray, contacts: FootContacts, f: int,
+                     fps: float) -> np.ndarray:
+    """Lift (T,) for the ankle targets of a swinging foot whose ankle or ball would pass nearer
+    its floor level (lowest height while in contact) than the source's did (heights scaled);
+    zero in contact frames. Smooth: a running maximum then a Gaussian of 0.03 s, never below
+    what is needed."""
+    contact = contacts.contact[:, f]
+    if not contact.any():
+        return np.zeros_like(ankle_z)
+    joints = np.stack([ankle_z, ankle_z + to_ball_z], -1)
+    need = np.clip((contacts.above[:, f] - (joints - joints[contact].min(axis=0))).max(axis=1), 0.0, None)
+    need[contact] = 0.0
+    return np.where(contact, 0.0, -smooth_below(-need, 0.03 * fps))
 
 
 def _smoothstep(x: np.ndarray) -> np.ndarray:

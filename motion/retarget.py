@@ -231,7 +231,7 @@ def correspondence(source: Rig, target: Rig) -> list[tuple[str, object]]:
     return plan
 
 
-def _legs(source: Rig, target: Rig) -> tuple[list[tuple[int, int]], list[Leg]]:
+def _legs(source: Rig, target: Rig, asset: AvatarAsset) -> tuple[list[tuple[int, int]], list[Leg]]:
     """The (ankle, ball) joints of the source's feet and the target's matching legs, for the
     sides where both skeletons have hip, knee, ankle and ball of the foot."""
     feet, legs = [], []
@@ -243,7 +243,8 @@ def _legs(source: Rig, target: Rig) -> tuple[list[tuple[int, int]], list[Leg]]:
             continue
         hip, knee, ankle, ball = dst
         feet.append((src[0], src[1]))
-        legs.append(Leg(hip, knee, ankle, ball, hinge=target.model_to_world.T @ target.tpose[hip].T @ lateral))
+        legs.append(Leg(hip, knee, ankle, ball, hinge=target.model_to_world.T @ target.tpose[hip].T @ lateral,
+                        rest_heights=(float(asset.rest_joints[ankle, 2]), float(asset.rest_joints[ball, 2]))))
     return feet, legs
 
 
@@ -270,7 +271,7 @@ def retarget(motion: Motion, target: AvatarAsset, foot_lock: bool = True) -> Mot
     root = p[:, 0] * scale
     same_body = source_rig.names == target_rig.names and np.allclose(offsets, target.rest_offsets)
     if foot_lock and not same_body and T > 1:
-        feet, legs = _legs(source_rig, target_rig)
+        feet, legs = _legs(source_rig, target_rig, target)
         contacts = source_contacts(p, motion.fps, feet, scale)
         G_t = lock_feet(G_t, root, target.rest_offsets, target_rig.parents, legs, contacts, motion.fps)
     local = G_t.copy()

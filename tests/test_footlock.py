@@ -152,3 +152,36 @@ def test_lock_onto_smplh(gaits, tmp_path):
     plain, locked = retarget(on_anny, smplh, foot_lock=False), retarget(on_anny, smplh)
     assert skating(plain)["mean_slide_cm_s"] > 1.0
     assert skating(locked)["mean_slide_cm_s"] < 1.0
+
+
+def test_feet_that_other_proportions_lift_are_put_down():
+    """A squat (a step out, down and up, a step back) on a tall Anny: the rotations that keep the
+    source's feet flat lift the target's ~6 cm off the floor in the deep squat; the lock puts
+    them on the clip's floor, where they stand before and after."""
+    tall = bake_avatar("anny", shape={"height": 0.9})
+    source = generate_motion("squat", seed=1)
+    ankle = [tall.joint_names.index(f"foot.{s}") for s in "LR"]
+    z = source.joint_positions()[:, [source.joint("left_ankle"), source.joint("right_ankle")], 2]
+    planted = np.all(z - z.min(axis=0) < 0.005, axis=1)  # both source feet flat on the floor
+    assert planted.mean() > 0.5
+    heights = {}
+    for lock in (False, True):
+        moved = retarget(source, tall, foot_lock=lock)
+        heights[lock] = np.ptp(moved.joint_positions()[planted][:, ankle, 2], axis=0)
+        assert skating(moved, feet=ANNY_FEET)["mean_slide_cm_s"] < (1.0 if lock else np.inf)
+    assert heights[False].min() > 0.04
+    assert heights[True].max() < 0.01
+
+
+def test_swing_keeps_the_source_toe_clearance():
+    """A short, long-footed Anny: retargeted swings pass the toes within ~2 cm of the floor and
+    the heel-off rolls the ball 2.6 cm into it. Locked, the ball stays on the floor and the swing
+    is lifted to the source's (scaled) clearance instead of entering the 3 cm contact band at
+    swing speed (without that lift the locked clip measures 13.5 cm/s, worse than unlocked). What
+    is left (~1.6 cm/s) is toe-off and heel-strike frames of this foot within the band."""
+    short = bake_avatar("anny", shape={"height": 0.1, "proportions": 0.9})
+    source = generate_motion("walk forward for 4 seconds", seed=1)
+    plain, locked = (skating(retarget(source, short, foot_lock=lock), feet=ANNY_FEET) for lock in (False, True))
+    assert locked["mean_slide_cm_s"] < 0.25 * plain["mean_slide_cm_s"]
+    assert locked["sliding_fraction"] < 0.1 < 0.5 < plain["sliding_fraction"]
+    assert locked["weighted_skate_cm_s"] < 0.5

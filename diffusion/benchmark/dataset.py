@@ -51,6 +51,9 @@ PLAN = ".plan.json"        # the plan of a build in progress: a rerun with the s
 SPLITS = ("train", "heldout", "heldout_identity")
 PASSES = ["mesh", "normal", "depth", "semantic", "mask", "skeleton", "flow", "rgb"]
 CAMERA_TYPES = ("static", "orbit", "dolly", "zoom", "follow", "handheld")
+# Generated motions stand still for their first and last 0.5 s (``motion.generate.LEAD_IN``): we
+# generate LEAD_IN longer at both ends and keep the middle, so short clips still move.
+LEAD_IN = 0.5
 PROMPTS = (
     "walk forward", "walk forward slowly then turn left", "run forward", "wave", "jump twice", "squat",
     "dance", "boxing", "turn around", "march forward", "jog forward then wave", "walk backward",
@@ -135,7 +138,7 @@ def draw_motions(seed: int, size: Size, motion_files: list[str]) -> list[dict]:
     for k in range(n - len(sources)):
         rng = _rng(seed, 2, k)
         sources.append({"generate": PROMPTS[prompt_order[k % len(PROMPTS)]], "seed": int(rng.integers(10**6)),
-                        "seconds": size.frames / size.fps, "fps": size.fps})
+                        "seconds": size.frames / size.fps, "fps": size.fps, "start_s": LEAD_IN})
     # train/held-out assignment must not depend on source kind: shuffle before numbering
     mix = _rng(seed, 2, 10**6 + 2).permutation(n)
     return [{"id": f"m{i:03d}", **sources[j]} for i, j in enumerate(mix)]
@@ -190,16 +193,18 @@ def make_plan(size_name: str, seed: int, motion_files: list[str] | None = None) 
 
 def _source_motion(entry: dict):
     """The source Motion of a plan motion entry (generated, or a window of a file)."""
-    if "generate" in entry:
-        from motion.generate import generate_motion
-
-        return generate_motion(entry["generate"], seconds=entry["seconds"], fps=entry["fps"], seed=entry["seed"])
-    from motion.io import read_motion
-    from motion.ops import resample
-
     from motion.ops import trim
 
     fps = entry["fps"]
+    if "generate" in entry:
+        from motion.generate import generate_motion
+
+        start, seconds = entry["start_s"], entry["seconds"]
+        whole = generate_motion(entry["generate"], seconds=seconds + 2 * start, fps=fps, seed=entry["seed"])
+        return trim(whole, start, start + seconds)
+    from motion.io import read_motion
+    from motion.ops import resample
+
     return trim(resample(read_motion(entry["file"]), fps), entry["first_frame"] / fps,
                 (entry["first_frame"] + entry["frames"]) / fps)
 
