@@ -171,7 +171,7 @@ def _split_result(split: str, per_clip: list[dict], names: list[str]) -> dict:
 
 def table_markdown(table: dict, timings: dict | None = None) -> str:
     """The table: one block per split, rows = methods, columns = metrics present."""
-    from diffusion.evaluation.report import _fmt
+    from diffusion.evaluation.report import format_value
 
     lines = [f"Synthetic benchmark: dataset `{table['dataset']['size']}` seed {table['dataset']['seed']}, "
              f"harness seed {table['seed']}; budget {table['budget']['steps']} training steps at "
@@ -187,7 +187,7 @@ def table_markdown(table: dict, timings: dict | None = None) -> str:
             cells = []
             for m in metrics:
                 v = r["metrics"].get(m)
-                cells.append(_fmt(float(v) if v is not None else math.nan))
+                cells.append(format_value(float(v) if v is not None else math.nan))
             lines.append(f"| {r['method']} | " + " | ".join(cells) + " |")
         lines.append("")
     if table["skipped"]:
@@ -204,7 +204,7 @@ def run_harness(dataset_dir: str | Path, out_dir: str | Path, methods: list[str]
     """Train, generate, evaluate (see the module doc); returns the table written to ``OUT/table.json``.
     ``reports=False`` skips the per-split evaluation reports and their plots (the table is the same)."""
     from diffusion.evaluation.evaluate import evaluate
-    from diffusion.evaluation.report import _json_value, write_report
+    from diffusion.evaluation.report import json_value, write_report
     from diffusion.output import write_generation
     from diffusion.passes import PassesFolder
     from diffusion.registry import methods as registered
@@ -271,7 +271,7 @@ def run_harness(dataset_dir: str | Path, out_dir: str | Path, methods: list[str]
         for name in names + [GROUND_TRUTH]:
             summary = merged["methods"][name]["summary"]
             table_rows.append({"method": name, "split": split,
-                               "metrics": _json_value({m: summary[m] for m in METRICS if m in summary})})
+                               "metrics": json_value({m: summary[m] for m in METRICS if m in summary})})
     table = {"dataset": {k: manifest[k] for k in ("format", "size", "seed")}, "seed": int(seed),
              "budget": dataclasses.asdict(budget), "splits": splits_info, "rows": table_rows, "skipped": skipped}
     timings = {r.name: {"train_s": r.train_seconds, "generate_s_per_frame": generate_seconds[r.name] / max(frame_count, 1)}

@@ -15,17 +15,17 @@ REPORT_FILES = ("metrics.json", "metrics.md", "per_frame.png", "summary.png")
 SET_METRICS = ("fid", "fvd")   # computed on the whole video, no per-frame value
 
 
-def _json_value(v):
+def json_value(v):
     if isinstance(v, float):
         return None if math.isnan(v) else ("inf" if v == math.inf else "-inf" if v == -math.inf else v)
     if isinstance(v, dict):
-        return {k: _json_value(x) for k, x in v.items()}
+        return {k: json_value(x) for k, x in v.items()}
     if isinstance(v, list):
-        return [_json_value(x) for x in v]
+        return [json_value(x) for x in v]
     return v
 
 
-def _fmt(v: float | None) -> str:
+def format_value(v: float | None) -> str:
     if v is None or math.isnan(v):
         return "–"
     if math.isinf(v):
@@ -43,7 +43,7 @@ def markdown_table(result: dict) -> str:
     for m in rows:
         label, higher, unit = METRICS[m]
         name = f"{label} ({unit})" if unit else label
-        values = [_fmt(result["methods"][k]["summary"].get(m)) for k in methods]
+        values = [format_value(result["methods"][k]["summary"].get(m)) for k in methods]
         lines.append(f"| {name} | {'↑' if higher else '↓'} | " + " | ".join(values) + " |")
     if result["skipped"]:
         lines += ["", "Skipped:"] + [f"- {k}: {why}" for k, why in result["skipped"].items()]
@@ -105,7 +105,7 @@ def _plot_summary(result: dict, path: Path) -> None:
         ax.bar(range(len(names)), [v if math.isfinite(v) else 0.0 for v in values],
                color=[f"C{i}" for i in range(len(names))])
         for i, v in enumerate(values):
-            ax.text(i, 0, _fmt(v), ha="center", va="bottom", fontsize=7)
+            ax.text(i, 0, format_value(v), ha="center", va="bottom", fontsize=7)
         label, higher, _ = METRICS[m]
         ax.set_title(f"{label} {'↑' if higher else '↓'}", fontsize=9)
         ax.set_xticks(range(len(names)), names, fontsize=7, rotation=20)
@@ -116,7 +116,7 @@ def write_report(result: dict, out_dir: str | os.PathLike, force: bool = False) 
     """Write the four report files into ``out_dir`` (refusing to overwrite any without ``force``)."""
     out = Path(out_dir)
     paths = {name: check_writable(out / name, force) for name in REPORT_FILES}
-    save_json(paths["metrics.json"], _json_value(result))
+    save_json(paths["metrics.json"], json_value(result))
     with atomic_path(paths["metrics.md"]) as tmp:
         tmp.write_text(markdown_table(result))
     _plot_per_frame(result, paths["per_frame.png"])
