@@ -9,6 +9,7 @@ meta.json (schema_version 1)::
       "fps": 30.0,
       "resolution": [W, H],
       "frames_range": [first, last],          # inclusive, absolute frame numbers
+      "caption": str,                          # optional: text describing the clip (training prompt)
       "passes": {                              # name -> encoding, one entry per pass present
         "<name>": {"dir": "<name>", "ext": "png"|"exr", "dtype": "uint8"|"uint16"|"float32",
                    "channels": 1|3|4, "colour_space": "sRGB"|"raw"|"linear",
@@ -18,7 +19,7 @@ meta.json (schema_version 1)::
       "keypoint_names": {"openpose18": [...], "hand_left21": [...], ...},
       "actors": [{"name": str, "body": str, "skeleton": str, "instance_id": int}],
       "frames": [
-        {"index": int, "time": float,
+        {"index": int, "time": float, "caption": str (optional, overrides the clip's),
          "camera": {"K": 3x3, "world_to_camera_cv": 4x4, "camera_to_world_blender": 4x4,
                     "shot": int},
          "actors": {"<name>": {"joints3d": Jx3 (world),
