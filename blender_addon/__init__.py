@@ -13,12 +13,15 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE if (HERE / "render").is_dir() else HERE.parent     # packaged zip vs source checkout
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
+
+from motion.fileio import save_json  # noqa: E402  (after the path set-up above)
 
 try:
     import bpy
@@ -29,6 +32,8 @@ except ImportError:   # imported outside Blender (e.g. by ``avatarcine addon bui
 
 PASS_NAMES = ("mesh", "normal", "depth", "semantic", "mask", "skeleton", "flow", "rgb")
 CAMERAS = ("orbit", "static", "dolly", "zoom", "follow", "handheld")
+SCENE_FILE = "avatarcine_scene.json"
+BLEND_FILE = "scene.blend"
 
 
 def scene_from_settings(s) -> dict:
@@ -47,12 +52,26 @@ def scene_from_settings(s) -> dict:
             "passes": [p for p in PASS_NAMES if getattr(s, f"pass_{p}")]}
 
 
-def render_command(scene_json: Path, out_dir: Path, blend: Path | None = None) -> list[str]:
-    """The background render: this Blender (or, inside the bpy module, this Python) runs the entry."""
+def holds_other_render(out_dir: Path, scene: dict) -> bool:
+    """Whether ``out_dir`` already holds a render (passes or saved .blend) that the panel did not
+    make from ``scene`` (its ``avatarcine_scene.json`` missing or different)."""
+    out_dir = Path(out_dir)
+    rendered = any((out_dir / name).exists() for name in ("meta.json", ".frames", BLEND_FILE))
+    if not rendered:
+        return False
+    try:
+        return json.loads((out_dir / SCENE_FILE).read_text()) != json.loads(json.dumps(scene))
+    except (OSError, ValueError):
+        return True
+
+
+def render_command(scene_json: Path, out_dir: Path, blend: Path | None = None, force: bool = False) -> list[str]:
+    """The background render: this Blender (or, inside the bpy module, this Python) runs the entry.
+    ``force`` replaces what ``out_dir`` and ``blend`` hold (the entry refuses otherwise)."""
     entry = ROOT / "render" / "blender_entry.py"
     binary = getattr(bpy.app, "binary_path", "") if bpy else ""
     head = [binary, "-b", "--factory-startup", "-P", str(entry), "--"] if binary else [sys.executable, str(entry), "--"]
-    tail = ["--save-blend", str(blend), "--force"] if blend else []
+    tail = (["--save-blend", str(blend)] if blend else []) + (["--force"] if force else [])
     return head + [str(scene_json), "-o", str(out_dir)] + tail
 
 
@@ -71,6 +90,8 @@ if bpy is not None:
         width: IntProperty(name="Width", default=512, min=16)
         height: IntProperty(name="Height", default=512, min=16)
         output: StringProperty(name="Output", subtype="DIR_PATH", default="//avatarcine_passes")
+        overwrite: BoolProperty(name="Overwrite", default=False,
+                                description="replace a different render already in the output folder")
         __annotations__.update({f"pass_{p}": BoolProperty(name=p, default=p not in ("flow", "rgb"))
                                 for p in PASS_NAMES})
 
@@ -80,15 +101,22 @@ if bpy is not None:
         bl_label = "Render passes"
         _proc = None
         _timer = None
+        _stderr = None
 
         def execute(self, context):
             s = context.scene.avatarcine
             out = Path(bpy.path.abspath(s.output))
+            scene = scene_from_settings(s)
+            if holds_other_render(out, scene) and not s.overwrite:
+                self.report({"ERROR"}, f"{out} holds a different render; tick Overwrite or choose another folder")
+                return {"CANCELLED"}
             out.mkdir(parents=True, exist_ok=True)
-            scene_json = out / "avatarcine_scene.json"
-            scene_json.write_text(json.dumps(scene_from_settings(s), indent=1))
-            self._proc = subprocess.Popen(render_command(scene_json, out, out / "scene.blend"),
-                                          stderr=subprocess.PIPE, text=True)
+            scene_json = save_json(out / SCENE_FILE, scene, force=True)
+            # stderr into a file, read at the end: a pipe read only after exit can fill and block the child.
+            # force: the folder is empty, this panel's own render of the same scene, or Overwrite is ticked.
+            self._stderr = tempfile.TemporaryFile("w+")
+            self._proc = subprocess.Popen(render_command(scene_json, out, out / BLEND_FILE, force=True),
+                                          stderr=self._stderr, text=True)
             self._timer = context.window_manager.event_timer_add(0.5, window=context.window)
             context.window_manager.modal_handler_add(self)
             self.report({"INFO"}, f"avatarcine: rendering into {out}")
@@ -98,7 +126,9 @@ if bpy is not None:
             if event.type != "TIMER" or self._proc.poll() is None:
                 return {"PASS_THROUGH"}
             context.window_manager.event_timer_remove(self._timer)
-            err = self._proc.stderr.read().strip().splitlines()
+            self._stderr.seek(0)
+            err = self._stderr.read().strip().splitlines()
+            self._stderr.close()
             if self._proc.returncode:
                 self.report({"ERROR"}, err[-1] if err else f"render failed ({self._proc.returncode})")
                 return {"CANCELLED"}
@@ -111,7 +141,7 @@ if bpy is not None:
         bl_label = "Open result"
 
         def execute(self, context):
-            blend = Path(bpy.path.abspath(context.scene.avatarcine.output)) / "scene.blend"
+            blend = Path(bpy.path.abspath(context.scene.avatarcine.output)) / BLEND_FILE
             if not blend.is_file():
                 self.report({"ERROR"}, f"{blend}: no rendered scene yet")
                 return {"CANCELLED"}
@@ -146,6 +176,7 @@ if bpy is not None:
             for p in PASS_NAMES:
                 grid.prop(s, f"pass_{p}", toggle=True)
             col.prop(s, "output")
+            col.prop(s, "overwrite")
             col.operator("avatarcine.render", icon="RENDER_ANIMATION")
             col.operator("avatarcine.open_result", icon="FILE_BLEND")
 

@@ -9,11 +9,9 @@ from pathlib import Path
 import numpy as np
 
 from motion.errors import UserError
-from render.meta import frame_path, read_meta
-
-import cv2
-
 from render.exr import read_exr
+from render.meta import frame_path, read_meta
+from render.passio import pick_channels
 
 # Condition kind -> pass names that may hold it, first match wins (render/ writes skeleton, depth_png
 # (ControlNet depth, per-clip range) beside depth (metric EXR), normal, mask, mesh, semantic).
@@ -24,6 +22,29 @@ PASS_ALIASES = {
     "mask": ("mask", "alpha", "matte"),
     "mesh": ("mesh",),
 }
+
+
+def read_image(path: str | os.PathLike, what: str = "image") -> np.ndarray:
+    """(H, W, C) image file (PNG, or any format OpenCV reads) in RGB/RGBA channel order, dtype as
+    stored (uint8/uint16), C = 1, 3 or 4; UserError if missing or unreadable."""
+    import cv2
+
+    image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if image is None:
+        raise UserError(path, f"missing or unreadable {what}")
+    if image.ndim == 2:
+        return image[:, :, None]
+    if image.shape[2] >= 3:
+        return cv2.cvtColor(image, cv2.COLOR_BGRA2RGBA if image.shape[2] == 4 else cv2.COLOR_BGR2RGB)
+    return image
+
+
+def read_rgb(path: str | os.PathLike, what: str = "image") -> np.ndarray:
+    """(H, W, 3) float64 RGB in [0, 1] of an 8/16-bit grey, RGB or RGBA image (alpha dropped)."""
+    image = read_image(path, what)
+    scale = 65535.0 if image.dtype == np.uint16 else 255.0
+    rgb = image[..., :3] if image.shape[2] >= 3 else np.repeat(image[..., :1], 3, axis=2)
+    return rgb.astype(np.float64) / scale
 
 
 @dataclass
@@ -65,20 +86,9 @@ class PassesFolder:
         if info.get("ext") == "exr":
             if not path.is_file():
                 raise UserError(path, "missing pass image")
-            channels = read_exr(path)
-            names = info.get("channel_names") or ([info["channel_name"]] if "channel_name" in info else sorted(channels))
-            missing = [n for n in names if n not in channels]
-            if missing:
-                raise UserError(path, f"has no channel {missing[0]!r} (channels: {', '.join(sorted(channels))})")
-            image = np.stack([channels[n] for n in names], axis=-1)
+            image = pick_channels(read_exr(path), info.get("exr_channels"), path)
         else:
-            image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-        if image is None:
-            raise UserError(path, "missing or unreadable pass image")
-        if image.ndim == 2:
-            image = image[:, :, None]
-        elif image.shape[2] >= 3 and info.get("ext") != "exr":
-            image = cv2.cvtColor(image, cv2.COLOR_BGRA2RGBA if image.shape[2] == 4 else cv2.COLOR_BGR2RGB)
+            image = read_image(path, "pass image")
         w, h = self.resolution
         if image.shape[:2] != (h, w):
             raise UserError(path, f"is {image.shape[1]}x{image.shape[0]}, meta.json says {w}x{h}")

@@ -166,8 +166,8 @@ def _actor(entry, i: int, base: Path) -> Actor:
         raise UserError(where, "give either body (baked for you) or avatar (a baked .npz), not both")
     avatar = _existing_file(entry["avatar"], base, f"{where}.avatar") if "avatar" in entry else None
     body, options = _body(entry.get("body", "anny"), base, f"{where}.body")
-    position = entry.get("position", [0.0, 0.0])
-    heading = entry.get("heading_deg", 0.0)
+    position = entry.get("position")  # omitted: as recorded
+    heading = entry.get("heading_deg")
     return Actor(name=name, motion=_motion(entry["motion"], base, f"{where}.motion"), body=body, avatar=avatar,
                  position=None if position is None else _position(position, f"{where}.position"),
                  heading_deg=None if heading is None else _number(heading, f"{where}.heading_deg"),

@@ -2,7 +2,7 @@
 vertices, so it follows the skinned (posed) mesh exactly and ``AvatarAsset.keypoints`` needs
 no rig.
 
-Order in an asset: the 18 OpenPose body keypoints (``render.meta.OPENPOSE18``), then, where the
+Order in an asset: the 18 OpenPose body keypoints (``OPENPOSE18``), then, where the
 body has fingers, 21 per hand in OpenPose hand order (wrist; thumb CMC, MCP, IP, tip; index,
 middle, ring, pinky each MCP, PIP, DIP, tip) as ``left_hand_<point>`` / ``right_hand_<point>``,
 then 68 face landmarks ``face_00`` .. ``face_67`` where the model file has landmarks (SMPL-X).
@@ -27,7 +27,13 @@ from __future__ import annotations
 import numpy as np
 
 from motion.errors import UserError
-from render.meta import OPENPOSE18
+
+# OpenPose / COCO-18 body keypoint order (what ControlNet's OpenPose annotator draws).
+OPENPOSE18 = [
+    "nose", "neck", "right_shoulder", "right_elbow", "right_wrist", "left_shoulder", "left_elbow",
+    "left_wrist", "right_hip", "right_knee", "right_ankle", "left_hip", "left_knee", "left_ankle",
+    "right_eye", "left_eye", "right_ear", "left_ear",
+]
 
 HAND21 = ["wrist"] + [f"{finger}{k}" for finger in ("thumb", "index", "middle", "ring", "pinky")
                       for k in range(1, 5)]

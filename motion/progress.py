@@ -1,13 +1,12 @@
 """Progress bars for long work (tqdm on stderr; silent when AVATARCINE_QUIET=1 or not a terminal
-unless forced with AVATARCINE_PROGRESS=1)."""
+unless forced with AVATARCINE_PROGRESS=1). A stock Blender's Python has no tqdm: there the work
+simply runs without a bar."""
 
 from __future__ import annotations
 
 import os
 import sys
 from typing import Iterable, TypeVar
-
-from tqdm.auto import tqdm
 
 T = TypeVar("T")
 
@@ -20,4 +19,8 @@ def _enabled() -> bool:
 
 def progress(iterable: Iterable[T], desc: str, total: int | None = None, unit: str = "it") -> Iterable[T]:
     """Wrap ``iterable`` in a progress bar labelled ``desc``."""
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:
+        return iterable
     return tqdm(iterable, desc=desc, total=total, unit=unit, disable=not _enabled(), leave=False)

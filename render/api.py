@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -29,19 +30,19 @@ from render.flowviz import flow_to_colour
 from render.passes import (camera_normals, depth_metres, encode_normal, encodings, forward_flow, instance_ids,
                            rgb_image, semantic_colours, shade_mesh)
 from render.projection import project, visibility
-from render.scene_config import load_scene_file, validate_scene
+from render.scene_config import ALL_PASSES, load_scene_file, validate_scene
 
 FRAMES_DIR = ".frames"
 STATE = ".frames/scene.json"
-_GROUPS = (("hand_left21", "left_hand_", "hand_left"), ("hand_right21", "right_hand_", "hand_right"),
-           ("face68", "face_", "face"))
+MESHES_DIR = "meshes"
+_PREFIXES = {"hand_left21": "left_hand_", "hand_right21": "right_hand_", "face68": "face_"}
 
 
 def keypoint_groups(names: list[str]) -> dict[str, list[int]]:
     """Keypoint indices per meta group: openpose18 first, then hands and face by name prefix
     (``motion.keypoints``: ``left_hand_*``, ``right_hand_*``, ``face_*``)."""
     groups = {"openpose18": list(range(min(18, len(names))))}
-    for group, prefix, _ in _GROUPS:
+    for group, prefix in _PREFIXES.items():
         idx = [i for i, n in enumerate(names) if n.startswith(prefix)]
         if idx:
             groups[group] = idx
@@ -63,8 +64,10 @@ class _Clip:
         spec = scene["frames"]
         if "seconds" in spec:
             start, end = 0, max(int(round(spec["seconds"] * self.fps)) - 1, 0)
-        else:
-            start, end = spec.get("start", 0), spec.get("end", spec.get("start", 0) + longest - 1)
+        else:                    # motions are indexed by absolute frame: the default end is their last one
+            start, end = spec.get("start", 0), spec.get("end", longest - 1)
+            if start > end:
+                raise UserError("frames.start", f"{start} is past the end of the longest motion (frame {end})")
         self.frames = np.arange(start, end + 1)
         self.posed, self.joints = {}, {}
         for name, asset, motion in motions:
@@ -92,17 +95,38 @@ def _state(scene: dict, clip: _Clip) -> dict:
 
 
 def _check_out(out: Path, state: dict, force: bool) -> None:
+    """Refuse a folder holding another render unless ``force``; with ``force``, clear what that
+    render left (frame records, pass and mesh folders, previews) so none of it leaks into this one."""
     path = out / STATE
-    if path.is_file() and not force:
-        old = json.loads(path.read_text())
-        if old != json.loads(json.dumps(state)):
+    if path.is_file():
+        other = json.loads(path.read_text()) != json.loads(json.dumps(state))
+        if other and not force:
             raise UserError(out, "holds a render of a different scene or frame range; pass --force to replace it")
-    elif not path.is_file() and (out / meta_mod.META).exists() and not force:
-        raise UserError(out, "already holds a passes folder; pass --force to overwrite")
+    else:
+        other = (out / meta_mod.META).exists()
+        if other and not force:
+            raise UserError(out, "already holds a passes folder; pass --force to overwrite")
+    if other:
+        _clear_render(out)
 
 
-def _pass_files(out: Path, enc: dict, index: int) -> list[Path]:
-    return [out / info["dir"] / f"{index:06d}.{info['ext']}" for info in enc.values()]
+def _clear_render(out: Path) -> None:
+    """Remove the folders this renderer writes into ``out`` (every pass it can write, ``.frames``,
+    ``meshes``, ``previews``); anything else in ``out`` is left alone."""
+    from render.previews import PREVIEWS
+    owned = encodings(list(ALL_PASSES), {}, {}, (0.1, 1.0), flow_vis=True)
+    for name in [info["dir"] for info in owned.values()] + [FRAMES_DIR, MESHES_DIR, PREVIEWS]:
+        if (out / name).is_dir():
+            shutil.rmtree(out / name)
+
+
+def _frame_done(out: Path, enc: dict, index: int, export_meshes: bool) -> bool:
+    """A frame is complete when its record, every pass file and (if exported) its meshes exist."""
+    files = [out / FRAMES_DIR / f"{index:06d}.json"] + [out / info["dir"] / f"{index:06d}.{info['ext']}"
+                                                         for info in enc.values()]
+    if export_meshes:
+        files.append(out / MESHES_DIR / f"{index:06d}.npz")
+    return all(p.is_file() for p in files)
 
 
 def _render_flat(scene, path: Path) -> dict:
@@ -127,18 +151,10 @@ def _frame_record(clip: _Clip, t: int, depth: np.ndarray, groups: dict) -> dict:
 
 
 def _skeleton(record: dict, width: int, height: int) -> np.ndarray:
-    from render.openpose import draw_pose
-    people = []
-    for actor in record["actors"].values():
-        kp = actor["keypoints2d"]
-        person = {"body": np.asarray(kp["openpose18"])}
-        for group, _, part in _GROUPS:
-            if group in kp:
-                person[part] = np.asarray(kp[group])
-        people.append(person)
+    from render.openpose import draw_pose, people_from_frame
     # numpy backend: the same pixels as cv2, and the only one a stock Blender has, so both entry
     # points write byte-identical files.
-    return draw_pose(height, width, people, backend="numpy")
+    return draw_pose(height, width, people_from_frame(record), backend="numpy")
 
 
 def _write_frame(out: Path, clip: _Clip, t: int, stage, passes: list[str], rgb_engine: str, groups: dict,
@@ -188,7 +204,7 @@ def _write_frame(out: Path, clip: _Clip, t: int, stage, passes: list[str], rgb_e
         for actor in stage.actors:
             arrays[f"{actor.name}.vertices"] = evaluated_vertices(actor.mesh).astype(np.float32)
             arrays[f"{actor.name}.faces"] = next(a for n, a, _ in clip.actors if n == actor.name).faces.astype(np.int32)
-        save_npz(out / "meshes" / f"{name}.npz", arrays, force=True)
+        save_npz(out / MESHES_DIR / f"{name}.npz", arrays, force=True)
     save_json(out / FRAMES_DIR / f"{name}.json", record)
     return record
 
@@ -240,8 +256,7 @@ def render_scene(scene: dict | str | os.PathLike, out_dir: str | os.PathLike, fr
     if frames is not None and not todo:
         raise UserError("--frames", f"{lo}:{hi} is outside the clip's frames {clip.frames[0]}:{clip.frames[-1]}")
     redo = force or not resume
-    todo = [t for t in todo if redo or not (out / FRAMES_DIR / f"{int(clip.frames[t]):06d}.json").is_file()
-            or not all(p.is_file() for p in _pass_files(out, enc, int(clip.frames[t])))]
+    todo = [t for t in todo if redo or not _frame_done(out, enc, int(clip.frames[t]), export_meshes)]
     if todo or save_blend:
         from render.engines import resolve_rgb_engine
         from render.stage import build_stage, show_rgb_only

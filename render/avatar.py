@@ -22,7 +22,7 @@ import numpy as np
 
 from motion.asset import AvatarAsset
 from motion.motion import Motion
-from motion.rotations import axis_angle_to_matrix, matrix_to_quat
+from motion.rotations import axis_angle_to_matrix, matrix_to_quat, quat_continuous
 from render.keyframes import key_property
 
 PART_ATTRIBUTE = "avatarcine_part_colour"
@@ -66,15 +66,6 @@ def pose_basis(asset: AvatarAsset, motion: Motion, rest: np.ndarray) -> np.ndarr
         else:
             basis[:, j] = rest_inv[j] @ rest[parent] @ np.linalg.inv(P[:, parent]) @ P[:, j]
     return basis
-
-
-def _continuous(q: np.ndarray) -> np.ndarray:
-    """Flip quaternion signs so consecutive keys take the short way (T, ..., 4)."""
-    q = q.copy()
-    for t in range(1, len(q)):
-        flip = np.sum(q[t] * q[t - 1], axis=-1) < 0
-        q[t][flip] *= -1
-    return q
 
 
 def _make_armature(name: str, asset: AvatarAsset, collection) -> bpy.types.Object:
@@ -163,7 +154,7 @@ def add_actor(name: str, asset: AvatarAsset, motion: Motion, frames: np.ndarray,
     obj = _make_mesh(name, asset, arm, collection)
     obj.pass_index = instance_id
     basis = pose_basis(asset, motion, _bone_rest_matrices(arm.data, asset.joint_names))
-    quats = _continuous(matrix_to_quat(basis[..., :3, :3]))
+    quats = quat_continuous(matrix_to_quat(basis[..., :3, :3]))
     for j, joint in enumerate(asset.joint_names):
         bone = arm.pose.bones[joint]
         bone.rotation_mode = "QUATERNION"

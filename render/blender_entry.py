@@ -36,13 +36,23 @@ def _args(argv: list[str]) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
+class _PrepareFailed(Exception):
+    """The prepare step exited non-zero; it already printed its error (one line for bad input)."""
+
+    def __init__(self, returncode: int):
+        super().__init__(returncode)
+        self.returncode = returncode
+
+
 def _prepared_scene(scene: Path, out: Path) -> Path:
     exe = os.environ.get("AVATARCINE") or shutil.which("avatarcine")
     if not exe:
         from motion.errors import UserError
         raise UserError(scene, "needs pyyaml/torch to prepare; install avatarcine (or set $AVATARCINE) or give a "
                                "JSON scene of baked avatar: + motion: files")
-    subprocess.run([exe, "render", str(scene), "-o", str(out), "--prepare-only"], check=True)
+    done = subprocess.run([exe, "render", str(scene), "-o", str(out), "--prepare-only"])
+    if done.returncode:
+        raise _PrepareFailed(done.returncode)
     return out / ".prepared" / "scene.json"
 
 
@@ -72,6 +82,8 @@ def main(argv: list[str]) -> int:
     except UserError as exc:
         print(f"avatarcine: error: {exc}", file=sys.stderr)
         return 2
+    except _PrepareFailed as exc:
+        return exc.returncode
     return 0
 
 

@@ -297,7 +297,10 @@ def camera_path(spec: dict, points: np.ndarray, roots: dict[str, np.ndarray], fp
     T, paths, start = len(points), [], 0
     for i, shot in enumerate(shots):
         last = i == len(shots) - 1
-        n = T - start if last else min(T - start, int(round(float(shot.get("seconds", 0)) * fps)))
+        if not last and not (isinstance(shot.get("seconds"), (int, float)) and shot["seconds"] > 0):
+            raise UserError(f"camera.shots[{i}].seconds", f"every shot but the last needs seconds > 0, got "
+                                                          f"{shot.get('seconds')!r}")
+        n = T - start if last else min(T - start, int(round(float(shot["seconds"]) * fps)))
         if n <= 0:
             continue
         sl = slice(start, start + n)

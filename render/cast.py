@@ -9,6 +9,7 @@ in the CLI process and writes a scene whose actors are all baked files, which is
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 from pathlib import Path
@@ -70,8 +71,8 @@ def prepare(scene: dict, out_dir: Path, base_dir: Path) -> Path:
         asset.save(folder / f"{safe}.avatar.npz", force=True)
         motion.save(folder / f"{safe}.motion.npz", force=True)
         actors.append({"name": name, "avatar": f"{safe}.avatar.npz", "motion": f"{safe}.motion.npz"})
-    prepared = {**scene, "actors": actors}
-    for shot in (scene["camera"].get("shots", [scene["camera"]])):
+    prepared = {**scene, "actors": actors, "camera": copy.deepcopy(scene["camera"])}
+    for shot in (prepared["camera"].get("shots", [prepared["camera"]])):
         if shot.get("type") == "from_file":      # keep camera files resolvable from the new folder
             shot["path"] = str(_path(shot["path"], base_dir).resolve())
     return save_json(folder / "scene.json", json.loads(json.dumps(prepared)))

@@ -91,16 +91,14 @@ def encoding_sentence(bits: int) -> str:
 
 def depth_channel(channels: dict[str, np.ndarray], channel: str | None, where: object) -> np.ndarray:
     """The depth plane of an EXR: ``channel`` if named, else the only channel or the one called Z/Depth."""
-    if channel is not None:
-        if channel not in channels:
-            raise UserError(where, f"no channel {channel!r} (has {sorted(channels)})")
-        return channels[channel]
-    if len(channels) == 1:
-        return next(iter(channels.values()))
-    named = [n for n in channels if n.split(".")[-1] in ("Z", "Depth", "depth")]
-    if len(named) != 1:
-        raise UserError(where, f"cannot tell which channel is depth among {sorted(channels)}; name it")
-    return channels[named[0]]
+    from render.passio import pick_channels
+
+    if channel is None and len(channels) > 1:
+        named = [n for n in channels if n.split(".")[-1] in ("Z", "Depth", "depth")]
+        if len(named) != 1:
+            raise UserError(where, f"cannot tell which channel is depth among {sorted(channels)}; name it")
+        channel = named[0]
+    return pick_channels(channels, [channel] if channel else None, where)[..., 0]
 
 
 def write_depth_pngs(exr_paths: Sequence[str | os.PathLike], png_paths: Sequence[str | os.PathLike],

@@ -73,9 +73,20 @@ def _read_header(buf: bytes, i: int) -> tuple[dict, int]:
 
 
 def read_exr(path: str | os.PathLike) -> dict[str, np.ndarray]:
-    """All channels of a scanline EXR as ``{full channel name: (H, W) float32}``, rows top first."""
+    """All channels of a scanline EXR as ``{full channel name: (H, W) float32}``, rows top first.
+
+    A missing, truncated or corrupt file is a ``UserError`` naming it."""
     path = Path(path)
+    if not path.is_file():
+        raise UserError(path, "no such file")
     buf = path.read_bytes()
+    try:
+        return _parse_exr(path, buf)
+    except (struct.error, zlib.error, IndexError, ValueError, KeyError, UnicodeDecodeError) as exc:
+        raise UserError(path, f"truncated or corrupt EXR ({type(exc).__name__}: {exc})") from None
+
+
+def _parse_exr(path: Path, buf: bytes) -> dict[str, np.ndarray]:
     magic, version = struct.unpack_from("<ii", buf, 0) if len(buf) >= 8 else (0, 0)
     if magic != MAGIC:
         raise UserError(path, "not an OpenEXR file")

@@ -23,9 +23,10 @@ import numpy as np
 
 from motion.errors import UserError
 from motion.fileio import atomic_path, check_writable
-from render.depthmap import DepthRange, depth_channel, encode_depth
+from render.depthmap import DepthRange, encode_depth
 from render.flowviz import flow_magnitude_max, flow_to_colour
 from render.meta import frame_path, read_meta
+from render.passio import pick_channels
 
 PREVIEWS = "previews"
 LABEL_HEIGHT = 14
@@ -41,18 +42,14 @@ def _kind(info: dict) -> str:
 
 
 def _read(path: Path) -> np.ndarray | dict:
+    """A float EXR's channels (dict), else the image (H, W, C) in RGB(A) order as stored."""
     if not path.is_file():
         raise UserError(path, "missing frame file (the passes folder is incomplete)")
     if path.suffix == ".exr":
         from render.exr import read_exr
         return read_exr(path)
-    import imageio.v3 as iio
-    return np.asarray(iio.imread(path))
-
-
-def _flow(channels: dict, info: dict) -> np.ndarray:
-    names = info.get("exr_channels") or sorted(channels)[:2]
-    return np.stack([channels[n] for n in names], -1)
+    from diffusion.passes import read_image          # the venv's reader: previews need the venv anyway
+    return read_image(path, "frame file")
 
 
 def _grey(img: np.ndarray) -> np.ndarray:
@@ -70,29 +67,33 @@ class _Decoder:
         if self.kind == "depth_float":
             r = DepthRange()
             for f in meta["frames"]:
-                r.update(self._depth(self._load(f["index"])))
+                r.update(self._planes(f["index"])[..., 0])
             self.scale = (r.near, r.far) if not r.empty else (0.0, 1.0)
         elif self.kind == "flow":
-            self.scale = max(flow_magnitude_max(_flow(self._load(f["index"]), self.info)) for f in meta["frames"])
+            self.scale = max(flow_magnitude_max(self._planes(f["index"])[..., :2]) for f in meta["frames"])
         elif self.kind == "mask":
             self.scale = max([a.get("instance_id", 1) for a in meta.get("actors", [])] + [1])
 
-    def _load(self, index: int):
-        return _read(frame_path(self.root, self.meta, self.name, index))
+    def _path(self, index: int) -> Path:
+        return frame_path(self.root, self.meta, self.name, index)
 
-    def _depth(self, channels: dict) -> np.ndarray:
-        return depth_channel(channels, (self.info.get("exr_channels") or [None])[0], self.name)
+    def _load(self, index: int):
+        return _read(self._path(index))
+
+    def _planes(self, index: int) -> np.ndarray:
+        """The EXR channels the entry's ``exr_channels`` names, in order (never guessed by sorting)."""
+        return pick_channels(self._load(index), self.info.get("exr_channels"), self._path(index))
 
     def rgb(self, index: int) -> np.ndarray:
-        data = self._load(index)
         if self.kind == "depth_float":
-            return _grey(encode_depth(self._depth(data), *self.scale))
+            return _grey(encode_depth(self._planes(index)[..., 0], *self.scale))
         if self.kind == "flow":
-            return flow_to_colour(_flow(data, self.info), self.scale)
-        if isinstance(data, dict):                                  # other float EXR: display-encode
-            names = sorted(data)[:3]
-            img = np.stack([data[n] for n in names] + [data[names[-1]]] * (3 - len(names)), -1)
+            return flow_to_colour(self._planes(index)[..., :2], self.scale)
+        if self.info.get("ext") == "exr":                           # other float EXR: display-encode
+            img = self._planes(index)[..., :3]
+            img = np.concatenate([img] + [img[..., -1:]] * (3 - img.shape[-1]), -1)
             return (np.clip(img, 0, 1) ** (1 / 2.2) * 255 + 0.5).astype(np.uint8)
+        data = self._load(index)
         if data.dtype == np.uint16:
             data = (data >> 8).astype(np.uint8)
         if self.kind == "mask":

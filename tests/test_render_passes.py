@@ -198,3 +198,26 @@ def test_interrupted_run_keeps_finished_frames(tmp_path, monkeypatch):
     monkeypatch.setattr(api, "_write_frame", real)
     render_scene(scene, tmp_path / "out", base_dir=tmp_path, previews=False)
     assert [f["index"] for f in read_meta(tmp_path / "out")["frames"]] == [0, 1, 2]
+
+
+def test_force_over_another_scene_leaves_nothing_of_it(tmp_path):
+    asset = tube_avatar()
+    actor = write_actor(tmp_path, "a", asset, wave_motion(asset, 3))
+    old = {"fps": 30, "resolution": [16, 16], "actors": [actor], "passes": ["mask", "depth"]}
+    out = render_scene(old, tmp_path / "out", base_dir=tmp_path, previews=False)
+    new = {**old, "resolution": [20, 20], "passes": ["mask"]}
+    render_scene(new, out, frames=(0, 0), force=True, base_dir=tmp_path, previews=False)
+    meta = read_meta(out)
+    assert [f["index"] for f in meta["frames"]] == [0] and meta["resolution"] == [20, 20]
+    assert sorted(p.name for p in (out / ".frames").iterdir()) == ["000000.json", "scene.json"]
+    assert not (out / "depth").exists() and sorted(p.name for p in (out / "mask").iterdir()) == ["000000.png"]
+
+
+def test_resume_renders_frames_missing_their_meshes(tmp_path):
+    asset = tube_avatar()
+    scene = {"fps": 30, "resolution": [16, 16], "actors": [write_actor(tmp_path, "a", asset, wave_motion(asset, 2))],
+             "passes": ["mask"]}
+    out = render_scene(scene, tmp_path / "out", base_dir=tmp_path, previews=False)
+    assert not (out / "meshes").exists()
+    render_scene(scene, out, base_dir=tmp_path, previews=False, export_meshes=True)
+    assert sorted(p.name for p in (out / "meshes").iterdir()) == ["000000.npz", "000001.npz"]

@@ -13,7 +13,8 @@ import numpy as np
 
 from diffusion.evaluation import image_metrics as im
 from diffusion.evaluation import temporal_metrics as tm
-from diffusion.evaluation.inputs import GroundTruth, prediction_frames, read_png_rgb
+from diffusion.evaluation.inputs import GroundTruth, prediction_frames
+from diffusion.passes import read_rgb
 from motion.errors import UserError
 from motion.progress import progress
 
@@ -217,7 +218,7 @@ def evaluate(pred_dirs: list[str | os.PathLike], gt_dir: str | os.PathLike, nets
 
         for name, frames in preds.items():
             s = series[name]
-            pred = read_png_rgb(frames[t])
+            pred = read_rgb(frames[t], "PNG")
             if pred.shape[:2] != (h, w):
                 raise UserError(frames[t], f"is {pred.shape[1]}x{pred.shape[0]}, the ground truth is {w}x{h}")
             pred_u8 = np.rint(pred * 255).astype(np.uint8)

@@ -17,13 +17,11 @@ from pathlib import Path
 
 import numpy as np
 
-from diffusion.passes import PassesFolder
+from diffusion.passes import PassesFolder, read_rgb
 from motion.errors import UserError
-from render.exr import read_exr
 from render.meta import frame_path
 
 _FRAME_NAME = re.compile(r"\d{6}\.png")
-_CHANNEL_ORDER = {name: i for i, name in enumerate("RGBAXYZW")}
 
 
 def prediction_frames(pred_dir: str | os.PathLike) -> list[Path]:
@@ -36,38 +34,6 @@ def prediction_frames(pred_dir: str | os.PathLike) -> list[Path]:
         if frames:
             return frames
     raise UserError(root, "no frames NNNNNN.png here or in frames/")
-
-
-def read_png_rgb(path: Path) -> np.ndarray:
-    """(H, W, 3) float64 RGB in [0, 1] of an 8/16-bit grey, RGB or RGBA PNG (alpha dropped)."""
-    import cv2
-
-    image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-    if image is None:
-        raise UserError(path, "missing or unreadable PNG")
-    scale = 65535.0 if image.dtype == np.uint16 else 255.0
-    if image.ndim == 2:
-        image = np.repeat(image[..., None], 3, axis=2)
-    else:
-        image = image[..., 2::-1] if image.shape[2] >= 3 else np.repeat(image[..., :1], 3, axis=2)
-    return image.astype(np.float64) / scale
-
-
-def read_float_pass(path: Path, channels: list[str] | None = None) -> np.ndarray:
-    """(H, W, C) float64 of a float EXR pass: the named ``channels`` (a name matches a full channel
-    name or its last dotted part), else all channels ordered R, G, B, A / X, Y, Z, W, then by name."""
-    if not path.is_file():
-        raise UserError(path, "missing pass image")
-    planes = read_exr(path)
-    if channels:
-        by_short = {n.rsplit(".", 1)[-1]: n for n in planes}
-        missing = [c for c in channels if c not in planes and c not in by_short]
-        if missing:
-            raise UserError(path, f"has no channel {missing[0]!r} (channels: {', '.join(sorted(planes))})")
-        names = [c if c in planes else by_short[c] for c in channels]
-    else:
-        names = sorted(planes, key=lambda n: (_CHANNEL_ORDER.get(n.rsplit(".", 1)[-1], 99), n))
-    return np.stack([planes[n] for n in names], axis=-1).astype(np.float64)
 
 
 class GroundTruth:
@@ -113,23 +79,20 @@ class GroundTruth:
         return frame_path(self.root, self.meta, pass_name, self.indices[i])
 
     def rgb(self, i: int) -> np.ndarray:
-        return read_png_rgb(self._path("rgb", i))
+        return read_rgb(self._path("rgb", i), "PNG")
 
     def mask(self, i: int) -> np.ndarray:
         """Boolean actor mask (any actor)."""
         return self.folder.read(self.mask_pass, self.indices[i])[..., 0] > 0
 
     def _float(self, pass_name: str, i: int, n_channels: int) -> np.ndarray:
-        info = self.meta["passes"][pass_name]
-        path = self._path(pass_name, i)
-        if info.get("ext") != "exr":
+        """The channels ``exr_channels`` names, in that order (render/passio.py), as float64."""
+        if self.meta["passes"][pass_name].get("ext") != "exr":
             raise UserError(self.root / "meta.json", f"pass {pass_name!r} must be float EXR for evaluation")
-        data = read_float_pass(path, info.get("exr_channels"))
-        w, h = self.folder.resolution
-        if data.shape[:2] != (h, w) or data.shape[2] < n_channels:
-            raise UserError(path, f"is {data.shape[1]}x{data.shape[0]}x{data.shape[2]}, expected {w}x{h} "
-                                  f"with >= {n_channels} channels")
-        return data[..., :n_channels]
+        data = self.folder.read(pass_name, self.indices[i])
+        if data.shape[2] < n_channels:
+            raise UserError(self._path(pass_name, i), f"has {data.shape[2]} channels, expected >= {n_channels}")
+        return data[..., :n_channels].astype(np.float64)
 
     def flow(self, i: int) -> np.ndarray:
         """(H, W, 2) forward flow from frame i to i+1 in pixels."""

@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from diffusion.conditioning import ConditionSequence, Framing, load_condition, load_mask
 from diffusion.latents import decode_frames, encode_image, encode_text
 from diffusion.models import CONTROLNETS, SD15, Components, load_components
-from diffusion.passes import PASS_ALIASES, PassesFolder
+from diffusion.passes import PASS_ALIASES, PassesFolder, read_rgb
 from diffusion.registry import Generation, Method, register
 from diffusion.temporal.attention import MODES, FrameLayout, frame_attention
 from diffusion.temporal.noise import initial_noise
@@ -255,11 +255,7 @@ def run(passes: PassesFolder, s: ControlNetSettings, c: Components) -> Generatio
             background = decode_frames(c, clean, 1)[0]
             actor = np.maximum(actor, actor[:1])  # behind frame 0's actor the plate is unknown: leave it free
         else:
-            path = Path(s.background)
-            image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-            if image is None:
-                raise UserError(path, "missing or unreadable background image")
-            image = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+            image = np.rint(read_rgb(s.background, "background image") * 255.0).astype(np.uint8)
             background = Framing.cover((image.shape[1], image.shape[0]), framing.size, factor).image(image)
             clean = encode_image(c, np.ascontiguousarray(background))
         keep = _latent_keep(actor, factor, c.device).to(noise.dtype)
