@@ -3,8 +3,8 @@
 ControlNet conditions are float tensors in [0, 1], (frames, channels, H, W), RGB order, the same
 values diffusers' ``control_image_processor`` gives (it does not normalise to [-1, 1]):
 openpose skeleton and normal map as rendered; depth near-bright, normalised per clip (per-frame
-normalisation flickers); 1-channel passes replicated to 3 channels for stock ControlNets; several
-passes stacked on channels for custom-channel ControlNets.
+normalisation flickers) by render.depthmap's encoding; 1-channel passes replicated to 3 channels for
+stock ControlNets; several passes stacked on channels for custom-channel ControlNets.
 
 Framing: every pass goes through the same resize (cv2 INTER_AREA, exact scale factors per axis)
 and the same integer centre crop, so keypoints map by ``x' = x * sx - ox``, ``y' = y * sy - oy``
@@ -21,6 +21,7 @@ import torch
 
 from diffusion.passes import PassesFolder
 from motion.errors import UserError
+from render.depthmap import depth_range, encode_depth, meta_depth_range
 
 # Passes holding flat label colours: resized with nearest neighbour (never blended).
 LABEL_PASSES = ("semantic", "instance")
@@ -73,27 +74,10 @@ class Framing:
         return image[oy:oy + self.size[1], ox:ox + self.size[0]]
 
 
-def valid_depth(depth: np.ndarray) -> np.ndarray:
-    """Pixels with a surface: finite, positive, not a renderer's "infinitely far"."""
-    return np.isfinite(depth) & (depth > 0) & (depth < 1e9)
-
-
-def depth_range(depths) -> tuple[float, float]:
-    """(near, far) over the valid pixels of an iterable of metric depth maps (the whole clip)."""
-    near, far = np.inf, -np.inf
-    for depth in depths:
-        valid = valid_depth(depth)
-        if valid.any():
-            near, far = min(near, float(depth[valid].min())), max(far, float(depth[valid].max()))
-    return (near, far) if near <= far else (1.0, 1.0)
-
-
-def normalise_depth(depth: np.ndarray, near: float, far: float) -> np.ndarray:
-    """Metric depth -> near-bright [0, 1] with the clip's (near, far): near 1, far 0.1 (kept off the
-    background's black), background (no surface) 0. One range per clip: per-frame ranges flicker."""
-    span = max(far - near, 1e-6)
-    out = np.where(valid_depth(depth), 1.0 - 0.9 * (depth - near) / span, 0.0)
-    return out.astype(np.float32)
+def depth_near_far(folder: PassesFolder, name: str) -> tuple[float, float]:
+    """The clip's (near, far) for metric depth pass ``name``: meta.json's (render.depthmap.meta_depth_range),
+    computed over every frame of the folder only when meta.json has none (folders from other tools)."""
+    return meta_depth_range(folder.meta, name) or depth_range(folder.read(name, i)[..., 0] for i in folder.indices)
 
 
 @dataclass
@@ -126,18 +110,18 @@ def load_condition(folder: PassesFolder, names: list[str], indices: list[int], f
                    channels: int) -> ConditionSequence:
     """Stack passes ``names`` (pass names or condition kinds) on channels for a ControlNet with
     ``channels`` input channels. A single 1-channel pass feeding a 3-channel ControlNet is replicated.
-    Frame by frame (memory: the uint8 result); raw float (metric depth) passes are normalised with
-    one range for the clip, found in a first pass over the frames."""
+    Frame by frame (memory: the uint8 result); raw float (metric depth) passes are encoded like
+    render/'s depth PNGs (render.depthmap.encode_depth, 8 bit: near 255, far 1, background 0) with the
+    clip's range (:func:`depth_near_far`)."""
     resolved = [folder.resolve(n) for n in names]
-    ranges = {name: depth_range(framing.image(folder.read(name, i))[..., 0] for i in indices)
-              for name in resolved if folder.is_raw_float(name)}
+    ranges = {name: depth_near_far(folder, name) for name in resolved if folder.is_raw_float(name)}
     out = np.empty((len(indices), framing.size[1], framing.size[0], channels), np.uint8)
     for k, index in enumerate(indices):
         parts = []
         for name in resolved:
             image = framing.image(folder.read(name, index), nearest=name in LABEL_PASSES)
             if name in ranges:
-                image = normalise_depth(image[..., :1], *ranges[name])
+                image = encode_depth(image[..., 0], *ranges[name])[..., None] / 255.0
             elif image.shape[-1] == 4:  # RGBA: the colour is the condition, alpha is the mask pass's job
                 image = image[..., :3]
             parts.append(image)

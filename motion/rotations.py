@@ -16,6 +16,16 @@ def quat_normalize(q: np.ndarray) -> np.ndarray:
     return q / np.maximum(np.linalg.norm(q, axis=-1, keepdims=True), _EPS)
 
 
+def quat_continuous(q: np.ndarray) -> np.ndarray:
+    """Flip signs along axis 0 so consecutive quaternions (T, ..., 4) are in the same hemisphere
+    (interpolating keys then takes the short way)."""
+    q = np.array(q, dtype=np.float64, copy=True)
+    for t in range(1, len(q)):
+        flip = np.sum(q[t] * q[t - 1], axis=-1) < 0
+        q[t][flip] *= -1
+    return q
+
+
 def axis_angle_to_quat(aa: np.ndarray) -> np.ndarray:
     aa = np.asarray(aa, dtype=np.float64)
     angle = np.linalg.norm(aa, axis=-1, keepdims=True)

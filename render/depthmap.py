@@ -22,6 +22,7 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from motion.errors import UserError
+from render.passio import pick_channels
 
 BACKGROUND_DEPTH = 1e9
 
@@ -61,6 +62,16 @@ def depth_range(depths: Iterable[np.ndarray]) -> tuple[float, float]:
     return r.near, r.far
 
 
+def meta_depth_range(meta: dict, name: str) -> tuple[float, float] | None:
+    """(near, far) that meta.json gives for depth pass ``name``: its own entry's, else those of the clip's
+    depth PNG pass (kind ``depth``: render/ encodes it with the clip's range); None when it has none."""
+    passes = meta["passes"]
+    for info in [passes[name]] + [p for p in passes.values() if p.get("kind") == "depth"]:
+        if info.get("near") is not None and info.get("far") is not None:
+            return float(info["near"]), float(info["far"])
+    return None
+
+
 def encode_depth(z: np.ndarray, near: float, far: float, bits: int = 8) -> np.ndarray:
     """Planar depth (H, W) -> uint8/uint16 (H, W) by the module's encoding."""
     if bits not in (8, 16):
@@ -91,8 +102,6 @@ def encoding_sentence(bits: int) -> str:
 
 def depth_channel(channels: dict[str, np.ndarray], channel: str | None, where: object) -> np.ndarray:
     """The depth plane of an EXR: ``channel`` if named, else the only channel or the one called Z/Depth."""
-    from render.passio import pick_channels
-
     if channel is None and len(channels) > 1:
         named = [n for n in channels if n.split(".")[-1] in ("Z", "Depth", "depth")]
         if len(named) != 1:

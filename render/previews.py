@@ -5,9 +5,10 @@ Written with imageio's ffmpeg plugin (H.264, yuv420p) and Pillow for labels, bot
 imageio is (the project venv). A stock Blender has neither: :func:`write_previews` then writes
 nothing and returns an empty list after one note; run ``avatarcine`` from the venv on the passes
 folder to get them. Every pass is shown as 8-bit RGB: colour PNGs as stored, one-channel PNGs as
-grey (16-bit scaled to 8), float depth as the clip-normalised depth encoding of ``render.depthmap``,
-flow with the Middlebury wheel of ``render.flowviz`` scaled by the clip's largest flow, instance
-masks as grey levels ``255 * id / max id``. Frames stream one at a time (bounded memory).
+grey (16-bit scaled to 8), float depth as the clip-normalised depth encoding of ``render.depthmap``
+(meta.json's near/far when it has them, else the clip's min/max), flow with the Middlebury wheel of
+``render.flowviz`` scaled by the clip's largest flow, instance masks as grey levels
+``255 * id / max id``. Frames stream one at a time (bounded memory).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import numpy as np
 
 from motion.errors import UserError
 from motion.fileio import atomic_path, check_writable
-from render.depthmap import DepthRange, encode_depth
+from render.depthmap import DepthRange, encode_depth, meta_depth_range
 from render.flowviz import flow_magnitude_max, flow_to_colour
 from render.meta import frame_path, read_meta
 from render.passio import pick_channels
@@ -65,10 +66,12 @@ class _Decoder:
         self.kind = _kind(self.info)
         self.scale = None
         if self.kind == "depth_float":
-            r = DepthRange()
-            for f in meta["frames"]:
-                r.update(self._planes(f["index"])[..., 0])
-            self.scale = (r.near, r.far) if not r.empty else (0.0, 1.0)
+            self.scale = meta_depth_range(meta, name)             # the clip's range, as the depth PNG has it
+            if self.scale is None:
+                r = DepthRange()
+                for f in meta["frames"]:
+                    r.update(self._planes(f["index"])[..., 0])
+                self.scale = (r.near, r.far) if not r.empty else (0.0, 1.0)
         elif self.kind == "flow":
             self.scale = max(flow_magnitude_max(self._planes(f["index"])[..., :2]) for f in meta["frames"])
         elif self.kind == "mask":

@@ -61,7 +61,7 @@ def write_passes(root: Path, clip: dict[str, np.ndarray],
     rgb = clip["rgb"]
     n, h, w = rgb.shape[:3]
     encodings = {"rgb": standard_pass("image", "rgb"), "mask": standard_pass("mask"),
-                 "flow": standard_pass("flow"), "depth_float": standard_pass("depth_float")}
+                 "flow": standard_pass("flow"), "depth_float": standard_pass("depth_float", exr_channels=["R"])}
     frames = []
     for t in range(n):
         for name in passes:

@@ -45,6 +45,17 @@ def test_plan_is_a_function_of_the_seed():
     assert json.loads(json.dumps(a)) == a     # the manifest is plain JSON
 
 
+@pytest.mark.parametrize("state", [".plan.json", "manifest.json"])
+def test_corrupt_state_file_is_a_one_line_error(state, tmp_path):
+    from diffusion.benchmark.dataset import build_dataset
+    from motion.errors import UserError
+
+    (tmp_path / state).write_text('{"size": "smo')                  # cut short by a killed build
+    with pytest.raises(UserError, match="unreadable JSON") as err:
+        build_dataset(tmp_path, "smoke")
+    assert err.value.where == str(tmp_path / state)
+
+
 def test_motion_files_feed_motions(amass_sample):
     plan = make_plan("smoke", 0, [str(amass_sample)])
     kinds = ["file" if "file" in m else "generate" for m in plan["motions"]]

@@ -64,3 +64,16 @@ def test_pngs_from_blender_exrs(tmp_path):
         write_depth_pngs(exrs, pngs)
     with pytest.raises(UserError):
         write_depth_pngs(exrs, pngs, channel="Z", force=True)
+
+
+def test_pick_channels_keeps_the_named_order_and_never_guesses():
+    from render.passio import pick_channels
+
+    r, g = np.full((2, 3), 1.0, np.float32), np.full((2, 3), 2.0, np.float32)
+    picked = pick_channels({"View Layer.R": r, "View Layer.G": g}, ["R", "G"], "f.exr")  # short names match
+    assert picked.shape == (2, 3, 2) and (picked[..., 0] == 1.0).all() and (picked[..., 1] == 2.0).all()
+    assert (pick_channels({"Y": g}, None, "f.exr")[..., 0] == 2.0).all()            # one channel: no name needed
+    with pytest.raises(UserError, match="lacks exr_channels"):
+        pick_channels({"R": r, "G": g}, None, "f.exr")
+    with pytest.raises(UserError, match="no channel 'B'"):
+        pick_channels({"R": r, "G": g}, ["B"], "f.exr")

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from diffusion.conditioning import Framing, depth_range, load_condition, load_mask, normalise_depth
+from diffusion.conditioning import Framing, load_condition, load_mask
 from diffusion.passes import PassesFolder
 from diffusion.temporal.attention import FrameAttnProcessor, FrameLayout, frame_attention
 from diffusion.temporal.noise import initial_noise
@@ -188,13 +188,36 @@ def test_conditions_stack_passes_and_check_channels(tmp_path):
         load_condition(folder, ["flow"], [0], framing, 3)
 
 
-def test_metric_depth_normalised_per_clip_near_bright():
-    depth = np.array([2.0, 3.0, 4.0, 0.0], np.float32).reshape(1, 1, 4, 1).repeat(2, axis=0)
-    depth[1] += 1.0  # second frame farther: per clip it must be darker, not re-stretched
-    depth[1, 0, 3] = 0.0
-    out = normalise_depth(depth, *depth_range(depth))
-    assert out[0, 0, 0, 0] == pytest.approx(1.0) and out[0, 0, 3, 0] == 0.0
-    assert out[1, 0, 0, 0] < out[0, 0, 0, 0] and out[1, 0, 2, 0] == pytest.approx(0.1)
+def test_metric_depth_uses_the_clips_range_from_meta_like_the_depth_png(tmp_path):
+    import json
+
+    from render.exr import write_exr
+    from render.png import write_png
+
+    # render/ writes metric depth (EXR, channel named by exr_channels) beside depth_png, whose entry holds
+    # the clip's near/far: the EXR read through load_condition must give the depth PNG's pixels.
+    root = write_passes(tmp_path / "p", frames=3, passes=("mask", "depth_png"))
+    meta = json.loads((root / "meta.json").read_text())
+    assert (meta["passes"]["depth_png"]["near"], meta["passes"]["depth_png"]["far"]) == pytest.approx((2.0, 2.2))
+    meta["passes"]["depth"] = {"dir": "depth", "ext": "exr", "dtype": "float32", "channels": 1, "kind": "depth_float",
+                               "colour_space": "linear", "exr_channels": ["Y"], "encoding": "metric z"}
+    (root / "meta.json").write_text(json.dumps(meta))
+    folder = PassesFolder.open(root)
+    for i in range(3):
+        body = folder.read("mask", i)[..., 0] > 0
+        write_exr(root / "depth" / f"{i:06d}.exr", {"Y": np.where(body, 2.0 + 0.1 * i, 1e10).astype(np.float32)})
+    framing = Framing.cover(folder.resolution)
+    from_exr = load_condition(folder, ["depth"], [0, 1, 2], framing, 1).frames[..., 0]
+    from_png = load_condition(folder, ["depth_png"], [0, 1, 2], framing, 1).frames[..., 0]
+    np.testing.assert_array_equal(from_exr, from_png)
+    # the documented encoding (render/depthmap.py): near 255, far 1, middle round(1 + 254 / 2), background 0
+    body0 = folder.read("mask", 0)[..., 0] > 0
+    assert set(np.unique(from_exr[0][body0])) == {255} and set(np.unique(from_exr[1][body0])) <= {128, 0}
+    assert set(np.unique(from_exr[2][folder.read("mask", 2)[..., 0] > 0])) == {1}
+    assert (from_exr[0][~body0] == 0).all()
+    # a PNG whose pixels disagree with the EXR proves the comparison can fail
+    write_png(root / "depth_png" / "000000.png", np.full(folder.resolution[::-1], 7, np.uint8))
+    assert not np.array_equal(load_condition(folder, ["depth_png"], [0], framing, 1).frames[0, ..., 0], from_exr[0])
 
 
 def test_missing_model_is_a_one_line_error_naming_it(tmp_path):
@@ -227,7 +250,7 @@ def test_metric_exr_depth_pass_is_read_and_normalised_per_clip(tmp_path):
     root = write_passes(tmp_path / "p", frames=2, passes=("mask",))
     meta = json.loads((root / "meta.json").read_text())
     meta["passes"]["depth"] = {"dir": "depth", "ext": "exr", "dtype": "float32", "channels": 1,
-                               "colour_space": "linear", "channel_name": "Z", "encoding": "metric z, 0 = none"}
+                               "colour_space": "linear", "exr_channels": ["Z"], "encoding": "metric z, 0 = none"}
     (root / "depth").mkdir()
     for i in range(2):
         z = np.zeros((64, 64), np.float32)
@@ -239,6 +262,35 @@ def test_metric_exr_depth_pass_is_read_and_normalised_per_clip(tmp_path):
     assert folder.resolve("depth") == "depth"
     cond = load_condition(folder, ["depth"], [0, 1], Framing.cover(folder.resolution), 3)
     d = cond.frames[..., 0].astype(int)
-    # one range for the clip (2 m .. 4 m): near bright, farthest surface 0.1, background 0
-    assert d[0, 15, 15] == 255 and d[1, 15, 15] == round(0.55 * 255)
-    assert d[0, 35, 35] == d[1, 35, 35] == round(0.1 * 255) and d[0, 0, 0] == 0
+    # no near/far in meta.json: one range computed over the clip (2 m .. 4 m), render.depthmap's encoding
+    # value = round(1 + 254 * (far - z) / (far - near)): near 255, 3 m 128, farthest surface 1, background 0
+    assert d[0, 15, 15] == 255 and d[1, 15, 15] == 128
+    assert d[0, 35, 35] == d[1, 35, 35] == 1 and d[0, 0, 0] == 0
+    # near/far in the pass entry win over the frames' range: 2 m in 1 m .. 6 m -> round(1 + 254 * 4 / 5)
+    meta["passes"]["depth"].update(near=1.0, far=6.0)
+    (root / "meta.json").write_text(json.dumps(meta))
+    cond = load_condition(PassesFolder.open(root), ["depth"], [0], Framing.cover(folder.resolution), 1)
+    assert cond.frames[0, 15, 15, 0] == 204
+
+
+def test_flow_exr_channels_are_read_in_the_order_meta_names_them(tmp_path):
+    import json
+
+    from render.exr import write_exr
+    from render.meta import standard_pass
+
+    # render/ writes flow as EXR channels R (dx), G (dy) with exr_channels ["R", "G"]; sorting the names
+    # would give (G, R) and swap dx and dy.
+    root = write_passes(tmp_path / "p", frames=1, passes=("mask",))
+    meta = json.loads((root / "meta.json").read_text())
+    meta["passes"]["flow"] = standard_pass("flow", exr_channels=["R", "G"])
+    (root / "meta.json").write_text(json.dumps(meta))
+    dx, dy = np.full((64, 64), 3.0, np.float32), np.full((64, 64), -1.5, np.float32)
+    write_exr(root / "flow" / "000000.exr", {"R": dx, "G": dy})
+    flow = PassesFolder.open(root).read("flow", 0)
+    assert flow.shape == (64, 64, 2)
+    assert (flow[..., 0] == 3.0).all() and (flow[..., 1] == -1.5).all()
+    del meta["passes"]["flow"]["exr_channels"]                     # no names: refuse to guess
+    (root / "meta.json").write_text(json.dumps(meta))
+    with pytest.raises(UserError, match="lacks exr_channels"):
+        PassesFolder.open(root).read("flow", 0)

@@ -29,8 +29,8 @@ def passes_folder(tmp_path):
         z = np.full((H, W), 1e10, np.float32)
         z[10:30, 10 + k:40 + k] = 2.0 + k                                # body moves away
         write_exr(tmp_path / "depth_exr" / f"{k:06d}.exr", {"Y": z, "A": np.ones_like(z)})  # named in meta
-        write_exr(tmp_path / "flow" / f"{k:06d}.exr",
-                  {"dx": np.full((H, W), 2.0, np.float32), "dy": np.zeros((H, W), np.float32)})
+        write_exr(tmp_path / "flow" / f"{k:06d}.exr",                  # as render/api.py: R = dx, G = dy
+                  {"R": np.full((H, W), 2.0, np.float32), "G": np.zeros((H, W), np.float32)})
         mask = (z < 1e9).astype(np.uint8)
         write_png(tmp_path / "mask" / f"{k:06d}.png", mask)
         body = np.column_stack([np.linspace(10, 50, 18), np.linspace(5, 40, 18), np.ones(18)])
@@ -38,7 +38,7 @@ def passes_folder(tmp_path):
         frames.append(M.frame_entry(k, k / 24, np.eye(3), np.eye(4), np.eye(4), 0, {}))
     passes = {"rgb": M.standard_pass("image", "rgb"),
               "depth_exr": M.standard_pass("depth_float", "depth_exr", exr_channels=["Y"]),
-              "flow": M.standard_pass("flow"), "mask": M.standard_pass("mask"),
+              "flow": M.standard_pass("flow", exr_channels=["R", "G"]), "mask": M.standard_pass("mask"),
               "openpose": M.standard_pass("pose", "openpose")}
     meta = M.build_meta(fps=24, resolution=(W, H), passes=passes, frames=frames, joint_names={},
                         actors=[{"name": "a", "body": "b", "skeleton": "smpl", "instance_id": 1}])
@@ -63,7 +63,7 @@ def test_previews(passes_folder):
     assert near > 240 and far < 15 and depth[0, 2, 2].mean() < 5       # clip-normalised: near bright
     flow = _video(out / "flow.mp4")
     r, g, b = flow[0, 20, 20].astype(int)
-    assert r > 200 and g < 60 and b < 60                                # rightward flow: red
+    assert r > 200 and g < 60 and b < 60                                # rightward flow: red (dx, dy not swapped)
     grid = _video(out / "grid.mp4")
     assert grid.shape[0] == N and grid.shape[2] == 3 * 320               # 5 passes -> 3 columns
     sheet = iio.imread(out / "contact_sheet.png")

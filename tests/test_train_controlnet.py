@@ -139,6 +139,8 @@ def test_resume_is_bit_identical(tiny_dir, clip, tmp_path, monkeypatch, capsys):
     assert _cli(monkeypatch, ["train", "controlnet", str(split), "--max-steps", "2"]) == 0
     assert [p.name for p in (tmp_path / "split").glob("checkpoint-*")] == ["checkpoint-000002"]
     assert not (tmp_path / "split" / "controlnet").exists()
+    with (tmp_path / "split" / "log.jsonl").open("a") as log:    # what a run killed mid-write leaves
+        log.write('{"step": 3, "loss": 0.5}\n{"step": 4, "lo')
     assert _cli(monkeypatch, ["train", "controlnet", str(split), "--resume"]) == 0
     a = load_file(tmp_path / "whole" / "controlnet" / "diffusion_pytorch_model.safetensors")
     b = load_file(tmp_path / "split" / "controlnet" / "diffusion_pytorch_model.safetensors")
@@ -149,6 +151,9 @@ def test_resume_is_bit_identical(tiny_dir, clip, tmp_path, monkeypatch, capsys):
     _write_yaml(split, output="split", **{**fields, "seed": 4})
     assert _cli(monkeypatch, ["train", "controlnet", str(split), "--resume"]) == 2  # the checkpoints' seed was 3
     assert "config: seed: was 3 when the checkpoints were written, now 4" in capsys.readouterr().err
+    (tmp_path / "split" / "train.json").write_text('{"config": {"seed"')  # a corrupt state file
+    assert _cli(monkeypatch, ["train", "controlnet", str(split), "--resume"]) == 2
+    assert "train.json: unreadable JSON" in capsys.readouterr().err
 
 
 @pytest.fixture(scope="module")

@@ -219,13 +219,21 @@ def _scene(plan: dict, clip: dict, cameras: dict) -> dict:
             "passes": plan["passes"], "engine": {"rgb": "cycles", "rgb_samples": spec["rgb_samples"]}}
 
 
+def _read_json(path: Path):
+    """A state file's JSON, or a one-line UserError (a corrupt file, e.g. from a killed build)."""
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise UserError(path, f"unreadable JSON ({exc}); delete it or pass --force") from None
+
+
 def _prepare_dir(out: Path, plan: dict, force: bool) -> None:
     if out.exists() and not out.is_dir():
         raise UserError(out, "exists and is not a folder")
     if not out.exists() or not any(out.iterdir()):
         return
     marker = out / PLAN
-    if marker.is_file() and json.loads(marker.read_text()) == plan and not force:
+    if not force and marker.is_file() and _read_json(marker) == plan:
         return                                   # same plan: resume
     if not marker.is_file() and not (out / MANIFEST).is_file():
         raise UserError(out, "is not empty and not a benchmark dataset; not touching it")
@@ -246,7 +254,7 @@ def build_dataset(out_dir: str | Path, size: str = "smoke", seed: int = 0, motio
 
     plan = make_plan(size, seed, motion_files)
     out = Path(out_dir)
-    if (out / MANIFEST).is_file() and not force and json.loads((out / MANIFEST).read_text()) == plan:
+    if (out / MANIFEST).is_file() and not force and _read_json(out / MANIFEST) == plan:
         return out / MANIFEST                    # already built
     _prepare_dir(out, plan, force)
     out.mkdir(parents=True, exist_ok=True)

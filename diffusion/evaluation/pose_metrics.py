@@ -27,23 +27,28 @@ from pathlib import Path
 import numpy as np
 
 from motion.errors import UserError
+from motion.keypoints import openpose18_rows
 
 PCK_ALPHA = 0.1
 SCORE_THRESHOLD = 0.3
-# OpenPose-18 index -> COCO-17 index (None: neck, the midpoint of the shoulders 5 and 6).
-OPENPOSE18_FROM_COCO17 = [0, None, 6, 8, 10, 5, 7, 9, 12, 14, 16, 11, 13, 15, 2, 1, 4, 3]
+# The detector's COCO-17 keypoint order (the COCO dataset's).
+COCO17 = ["nose", "left_eye", "right_eye", "left_ear", "right_ear", "left_shoulder", "right_shoulder",
+          "left_elbow", "right_elbow", "left_wrist", "right_wrist", "left_hip", "right_hip", "left_knee",
+          "right_knee", "left_ankle", "right_ankle"]
+
+
+def _openpose18_from_coco17() -> list[tuple[np.ndarray, np.ndarray]]:
+    """Per OpenPose-18 point, (COCO-17 indices, weights), from motion.keypoints' mapping (neck = mean of
+    the shoulders), applied to one-hot rows."""
+    return openpose18_rows({name: (np.array([k]), np.array([1.0])) for k, name in enumerate(COCO17)})
 
 
 def coco17_to_openpose18(keypoints: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Reorder (17, 2) COCO keypoints and their scores to OpenPose-18."""
-    kp = np.zeros((18, 2))
-    sc = np.zeros(18)
-    for op, coco in enumerate(OPENPOSE18_FROM_COCO17):
-        if coco is None:
-            kp[op] = (keypoints[5] + keypoints[6]) / 2.0
-            sc[op] = min(scores[5], scores[6])
-        else:
-            kp[op], sc[op] = keypoints[coco], scores[coco]
+    """Reorder (17, 2) COCO keypoints and their scores to OpenPose-18 (a derived point, the neck, scores
+    the least of its sources)."""
+    rows = _openpose18_from_coco17()
+    kp = np.stack([weights @ np.asarray(keypoints, dtype=np.float64)[ids] for ids, weights in rows])
+    sc = np.array([np.min(np.asarray(scores, dtype=np.float64)[ids]) for ids, _ in rows])
     return kp, sc
 
 

@@ -34,7 +34,7 @@ from diffusion.models import DTYPES, load_components
 from diffusion.training.config import RESUME_FIXED, TrainControlNetConfig
 from diffusion.training.dataset import PassPairs, open_folders, stack_channels
 from motion.errors import UserError
-from motion.fileio import save_json
+from motion.fileio import atomic_path, save_json
 from motion.progress import progress
 
 RECORD = "train.json"
@@ -102,7 +102,10 @@ def check_output(config: TrainControlNetConfig, resume: bool | str = False, forc
         checkpoint = found[-1]
     if not record.is_file():
         raise UserError(record, "missing: cannot check the checkpoint belongs to this config")
-    saved = json.loads(record.read_text())["config"]
+    try:
+        saved = json.loads(record.read_text())["config"]
+    except (OSError, ValueError, TypeError, KeyError) as exc:
+        raise UserError(record, f"unreadable JSON ({exc!r})") from None
     now = config.model_dump(mode="json")
     for key in RESUME_FIXED:
         if saved.get(key) != now[key]:
@@ -262,11 +265,20 @@ class ControlNetTrainer:
                              "diffusers": diffusers.__version__, "accelerate": accelerate.__version__}}
 
     def _trim_log(self) -> None:
-        """Drop log lines past the resumed step (written after the checkpoint by an interrupted run)."""
+        """Drop log lines past the resumed step (written after the checkpoint by an interrupted run) and
+        lines that do not parse; rewritten atomically."""
         log = self.output / LOG
         if self.accelerator.is_main_process and log.is_file():
-            lines = [ln for ln in log.read_text().splitlines() if json.loads(ln)["step"] <= self.state.step]
-            log.write_text("".join(ln + "\n" for ln in lines))
+            kept = []
+            for line in log.read_text().splitlines():
+                try:
+                    step = json.loads(line)["step"]
+                except (ValueError, TypeError, KeyError):
+                    continue                     # a half-written line (the run was interrupted mid-write)
+                if step <= self.state.step:
+                    kept.append(line + "\n")
+            with atomic_path(log, force=True) as tmp:
+                tmp.write_text("".join(kept))
 
     # ------------------------------------------------------------------------------------------
     def fit(self, max_steps: int | None = None) -> Path | None:
