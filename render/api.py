@@ -99,7 +99,10 @@ def _check_out(out: Path, state: dict, force: bool) -> None:
     render left (frame records, pass and mesh folders, previews) so none of it leaks into this one."""
     path = out / STATE
     if path.is_file():
-        other = json.loads(path.read_text()) != json.loads(json.dumps(state))
+        try:
+            other = json.loads(path.read_text()) != json.loads(json.dumps(state))
+        except ValueError:                           # damaged state file: treat as another render
+            other = True
         if other and not force:
             raise UserError(out, "holds a render of a different scene or frame range; pass --force to replace it")
     else:
