@@ -48,12 +48,11 @@ from pathlib import Path
 import numpy as np
 
 from motion.errors import UserError
-from motion.keypoints import OPENPOSE18  # noqa: F401  (part of this contract)
+from motion.keypoints import HAND21, OPENPOSE18  # noqa: F401  (part of this contract)
 from motion.fileio import save_json
 
 SCHEMA_VERSION = 1
 META = "meta.json"
-HAND21 = ["wrist"] + [f"{finger}_{k}" for finger in ("thumb", "index", "middle", "ring", "pinky") for k in range(1, 5)]
 FACE68 = ([f"jaw_{k}" for k in range(17)] + [f"right_eyebrow_{k}" for k in range(5)]
           + [f"left_eyebrow_{k}" for k in range(5)] + [f"nose_bridge_{k}" for k in range(4)]
           + [f"nose_lower_{k}" for k in range(5)] + [f"right_eye_{k}" for k in range(6)]

@@ -64,5 +64,5 @@ def test_bad_entries(tmp_path):
 
 
 def test_keypoint_name_sets():
-    assert len(M.HAND21) == 21 and M.HAND21[0] == "wrist" and M.HAND21[4] == "thumb_4"
+    assert len(M.HAND21) == 21 and M.HAND21[0] == "wrist" and M.HAND21[4] == "thumb4"
     assert len(M.FACE68) == 68 and M.FACE68[36] == "right_eye_0" and M.FACE68[48] == "mouth_outer_0"
