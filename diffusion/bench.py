@@ -1,8 +1,11 @@
-"""``avatarcine bench generate``: seconds per frame and peak memory against clip length, and the cost
-of our sampling loop against diffusers' own per-frame pipeline at equal UNet evaluations.
+"""``avatarcine bench generate``: seconds per frame and peak memory against clip length for any method
+(its default settings), and for the ControlNet method the cost of our sampling loop against diffusers'
+own per-frame pipeline at equal UNet evaluations. ``avatarcine bench train-controlnet``: training
+steps per second.
 
 Each measurement runs in a fresh spawned process; peak memory is the resident set sampled during
-the run (Linux), reported with its increase over the resident set before the run. Inputs: the tiny models (or ``--model``) and a synthetic passes folder of a moving figure.
+the run (Linux), reported with its increase over the resident set before the run. Inputs: the tiny
+models (or ``--model``) and a synthetic passes folder of a moving figure.
 """
 
 from __future__ import annotations
@@ -19,12 +22,15 @@ from pathlib import Path
 PROMPT = "a person dancing"
 
 
-def _settings(model: str, frames: int, steps: int, device: str | None, **temporal):
-    from diffusion.methods.controlnet import ControlNetSettings, ControlSpec
+def _settings(method: str, model: str, frames: int, steps: int, device: str | None, **overrides):
+    """The method's default settings for a timed run of ``frames`` frames (prompt and CFG 5 where it has them)."""
+    from diffusion.registry import get_method
 
-    return ControlNetSettings(prompt=PROMPT, negative_prompt="blurry", model=model, steps=steps, cfg=5.0, seed=0,
-                              controlnets=[ControlSpec.parse("openpose")], max_frames=frames, device=device,
-                              **temporal)
+    m = get_method(method)
+    names = {f["name"] for f in m.Settings.describe()}
+    common = {"prompt": PROMPT, "negative_prompt": "blurry", "cfg": 5.0, "model": model, "steps": steps, "seed": 0,
+              "max_frames": frames, "device": device, **overrides}
+    return m, m.settings(**{k: v for k, v in common.items() if k in names})
 
 
 def _rss_mb() -> float:
@@ -54,24 +60,24 @@ class _PeakRss:
         self.peak = max(self.peak, _rss_mb())
 
 
-def _measure_length(model: str, passes_dir: str, frames: int, steps: int, device: str | None,
+def _measure_length(method: str, model: str, passes_dir: str, frames: int, steps: int, device: str | None,
                     threads: int | None, repeats: int = 2) -> dict:
-    """One clip length with the default temporal settings (window 16, overlap 4, all-frame attention)."""
+    """One clip length with the method's default settings (ControlNet: window 16, overlap 4, all-frame
+    attention)."""
     import torch
 
-    from diffusion.methods.controlnet import load, run
-    from diffusion.passes import PassesFolder
+    from diffusion.io.passes import PassesFolder
 
     if threads:
         torch.set_num_threads(threads)
-    s = _settings(model, frames, steps, device, attention="window", window=16, overlap=4)
-    components = load(s)
+    m, s = _settings(method, model, frames, steps, device)
+    components = m.load(s)
     passes = PassesFolder.open(passes_dir)
     times = []
     with _PeakRss() as mem:
         for _ in range(repeats):
             start = time.perf_counter()
-            gen = run(passes, s, components)
+            gen = m.run(passes, s, components)
             times.append(time.perf_counter() - start)
     seconds = min(times)
     return {"frames": frames, "best_of": repeats, "seconds": round(seconds, 3),
@@ -87,10 +93,9 @@ def _measure_overhead(model: str, passes_dir: str, frames: int, steps: int, devi
     import torch
     from diffusers import StableDiffusionControlNetPipeline
 
-    from diffusion.conditioning import Framing, load_condition
-    from diffusion.methods.controlnet import load, run
-    from diffusion.models import make_scheduler
-    from diffusion.passes import PassesFolder
+    from diffusion.io.conditioning import Framing, load_condition
+    from diffusion.io.passes import PassesFolder
+    from diffusion.loaders.schedulers import make_scheduler
 
     if threads:
         torch.set_num_threads(threads)
@@ -98,7 +103,8 @@ def _measure_overhead(model: str, passes_dir: str, frames: int, steps: int, devi
     variants = {"ours_per_frame": dict(attention="none", window=16, overlap=0),
                 "ours_window_attention": dict(attention="window", window=16, overlap=0),
                 "ours_cross_frame_attention": dict(attention="cross-frame", window=16, overlap=0)}
-    c = load(_settings(model, frames, steps, device))
+    m, s = _settings("controlnet", model, frames, steps, device)
+    c = m.load(s)
     pipe = StableDiffusionControlNetPipeline(
         vae=c.vae, text_encoder=c.text_encoder, tokenizer=c.tokenizer, unet=c.unet, controlnet=c.controlnets[0],
         scheduler=make_scheduler("ddim", c.scheduler.config), safety_checker=None, feature_extractor=None,
@@ -120,9 +126,9 @@ def _measure_overhead(model: str, passes_dir: str, frames: int, steps: int, devi
         diffusers_run()
         timings["diffusers_pipeline"].append(time.perf_counter() - t)
         for name, temporal in variants.items():
-            s = _settings(model, frames, steps, device, shared_noise=0.0, **temporal)
+            _, s = _settings("controlnet", model, frames, steps, device, shared_noise=0.0, **temporal)
             t = time.perf_counter()
-            gen = run(passes, s, c)
+            gen = m.run(passes, s, c)
             timings.setdefault(name, []).append(time.perf_counter() - t)
             evaluations[name] = gen.record["sampling"]["unet_evaluations"]
     best = {name: min(v) for name, v in timings.items()}
@@ -134,11 +140,16 @@ def _measure_overhead(model: str, passes_dir: str, frames: int, steps: int, devi
 
 
 def run_bench(lengths: list[int], size: int = 64, steps: int = 2, model: str = "tiny",
-              device: str | None = None, threads: int | None = None) -> dict:
+              device: str | None = None, threads: int | None = None, method: str = "controlnet") -> dict:
     """All figures as a JSON-ready dict."""
-    from diffusion.models import resolve_model
-    from diffusion.synthetic_passes import write_passes
+    from diffusion.io.synthetic_passes import write_passes
+    from diffusion.loaders.common import resolve_model
+    from diffusion.registry import get_method
 
+    get_method(method)  # an unknown name is a one-line error before any work
+    if min(lengths) < 1 or size < 8 or size % 8 or steps < 1:
+        from motion.errors import UserError
+        raise UserError("--frames/--size/--steps", "need frames >= 1, a size that is a multiple of 8, steps >= 1")
     model = resolve_model(model)
     spawn = multiprocessing.get_context("spawn")
     with tempfile.TemporaryDirectory() as tmp:
@@ -146,9 +157,47 @@ def run_bench(lengths: list[int], size: int = 64, steps: int = 2, model: str = "
         rows = []
         for n in lengths:
             with ProcessPoolExecutor(1, mp_context=spawn) as pool:
-                rows.append(pool.submit(_measure_length, model, passes_dir, n, steps, device, threads).result())
-        with ProcessPoolExecutor(1, mp_context=spawn) as pool:
-            overhead = pool.submit(_measure_overhead, model, passes_dir, 64, steps, device, threads).result()
+                rows.append(pool.submit(_measure_length, method, model, passes_dir, n, steps, device, threads).result())
+        overhead = None
+        if method == "controlnet":
+            with ProcessPoolExecutor(1, mp_context=spawn) as pool:
+                overhead = pool.submit(_measure_overhead, model, passes_dir, 64, steps, device, threads).result()
     import torch
-    return {"model": model, "size": [size, size], "steps": steps, "cfg": 5.0, "controlnets": 1,
-            "torch_threads": threads or torch.get_num_threads(), "lengths": rows, "overhead_vs_diffusers": overhead}
+    figures = {"method": method, "model": model, "size": [size, size], "steps": steps,
+               "torch_threads": threads or torch.get_num_threads(), "lengths": rows}
+    if overhead is not None:
+        figures["overhead_vs_diffusers"] = overhead
+    return figures
+
+
+def run_train_bench(model: str = "tiny", size: int = 64, batch: int = 2, steps: int = 20,
+                    passes: tuple[str, ...] = ("skeleton",), mixed_precision: str = "no",
+                    threads: int | None = None) -> str:
+    """Time ControlNet training optimizer steps (data, VAE encode, ControlNet + UNet forward/backward,
+    AdamW) without checkpoints, on a synthetic passes folder whose normal map (a colour image) stands
+    in for the rgb target; returns the one-line summary."""
+    import torch
+
+    from diffusion.io.synthetic_passes import write_passes
+    from diffusion.training.recipes.controlnet import RECIPE, ControlNetTrainConfig
+    from diffusion.training.trainer import Trainer
+
+    if threads:
+        torch.set_num_threads(threads)
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = write_passes(Path(tmp) / "passes", frames=max(8, 2 * batch), size=(size, size))
+        warm = 2
+        config = ControlNetTrainConfig(data=[str(folder)], passes=list(passes), target="normal", resolution=size,
+                                       model=model, output=str(Path(tmp) / "out"), steps=warm + steps,
+                                       batch_size=batch, mixed_precision=mixed_precision)
+        trainer = Trainer(RECIPE, config)
+        for _ in trainer.train_steps(warm):
+            pass
+        start = time.perf_counter()
+        for _ in trainer.train_steps(warm + steps):
+            pass
+        seconds = time.perf_counter() - start
+    return (f"train controlnet: {steps / seconds:.2f} steps/s ({seconds / steps * 1000:.0f} ms/step), "
+            f"model {model}, {size}x{size}, batch {batch}, passes {'+'.join(passes)}, "
+            f"device {trainer.accelerator.device}, mixed precision {mixed_precision}, "
+            f"torch threads {torch.get_num_threads()}")

@@ -1,4 +1,9 @@
-"""``avatarcine generate``, ``avatarcine methods``, ``avatarcine demo`` and ``avatarcine bench generate``."""
+"""``avatarcine generate``, ``train``, ``methods``, ``demo`` and ``bench generate``: all read the registry.
+
+The flags of ``generate`` are built from the chosen method's settings fields (``--method M``, or the
+method of ``--from-record``): ``avatarcine generate --method M --help`` lists them. They are built
+once ``generate`` runs, so ``avatarcine --help`` imports no method (and no torch).
+"""
 
 from __future__ import annotations
 
@@ -7,45 +12,91 @@ import json
 
 from motion.errors import UserError
 
+DEFAULT_METHOD = "controlnet"
+GENERATE_HELP = "passes folder -> video with a diffusion method (see `avatarcine methods`)"
 
-def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("generate", help="passes folder -> video with a diffusion method")
+
+def _peek(args: list[str], option: str) -> str | None:
+    """The value given to ``option`` in raw arguments (``--opt V`` or ``--opt=V``), else None."""
+    for k, arg in enumerate(args):
+        if arg == option and k + 1 < len(args):
+            return args[k + 1]
+        if arg.startswith(option + "="):
+            return arg.split("=", 1)[1]
+    return None
+
+
+def add_settings_arguments(parser: argparse.ArgumentParser, settings_class) -> None:
+    """One flag per settings field (``diffusion.sampling.settings``): default None = not given."""
+    group_parsers: dict[str, argparse._ArgumentGroup] = {}
+    for info in settings_class.describe():
+        group = group_parsers.setdefault(info["group"] or "settings",
+                                         parser.add_argument_group(f"{info['group'] or 'method'} settings"))
+        base = info["type"].split(" | ")[0]
+        element = base[5:-1] if base.startswith("list[") else base
+        kwargs = {"default": None, "help": info["help"] + (f" (default: {info['default']})"
+                                                              if info["default"] not in (None, "") else "")}
+        if element == "bool":
+            kwargs["action"] = argparse.BooleanOptionalAction
+        else:
+            kwargs["type"] = {"int": int, "float": float, "str": str}[element]
+            if base.startswith("list["):
+                kwargs["nargs"] = "+"
+            kwargs["metavar"] = "|".join(info["choices"]) if info.get("choices") else {"str": "TEXT", "int": "N", "float": "X"}[element]
+        group.add_argument(info["flag"], dest=f"setting_{info['name']}", **kwargs)
+
+
+def given_settings(args: argparse.Namespace, settings_class) -> dict:
+    """The settings the user gave on the command line (0 -> None where a field says so)."""
+    out = {}
+    for info in settings_class.describe():
+        value = getattr(args, f"setting_{info['name']}", None)
+        if value is None:
+            continue
+        if info.get("zero_is_none") and value == 0:
+            value = None
+        out[info["name"]] = value
+    return out
+
+
+class _Parser(argparse.ArgumentParser):
+    """Parse errors as one-line UserErrors (usage stays in --help)."""
+
+    def error(self, message):
+        raise UserError(self.prog, message)
+
+
+def generate_parser(method) -> argparse.ArgumentParser:
+    """``avatarcine generate``'s parser for ``method``: the common arguments + one flag per setting."""
+    p = _Parser(prog="avatarcine generate", description=GENERATE_HELP)
     p.add_argument("passes", metavar="PASSES_DIR", nargs="?", help="passes folder (render output with meta.json)")
-    p.add_argument("--method", default="controlnet", help="see `avatarcine methods` (default: controlnet)")
+    p.add_argument("--method", help=f"diffusion method (default: {DEFAULT_METHOD}); this list shows "
+                                    f"{method.name}'s settings (`--method M --help` for another's)")
     p.add_argument("--from-record", metavar="RUN_JSON", help="reproduce a run: settings and passes from its run.json")
-    p.add_argument("--model", help="SD 1.5-family base: hub id, folder, .safetensors, or `tiny` (random tiny models)")
-    p.add_argument("--model-config", help="config repo/folder for a single-file --model")
-    p.add_argument("--controlnet", nargs="+", metavar="SPEC",
-                   help="ControlNets: a kind (openpose, depth, normal, mesh, stack) or ID/folder, optionally "
-                        "=PASS[+PASS..] for the passes stacked on its input (default: openpose)")
-    p.add_argument("--controlnet-scale", type=float, nargs="+", metavar="S", help="one scale per ControlNet")
-    p.add_argument("--guidance-start", type=float, nargs="+", metavar="F", help="per ControlNet, fraction of steps")
-    p.add_argument("--guidance-end", type=float, nargs="+", metavar="F", help="per ControlNet, fraction of steps")
-    p.add_argument("--prompt")
-    p.add_argument("--negative-prompt")
-    p.add_argument("--scheduler", choices=("ddim", "dpm", "euler"))
-    p.add_argument("--steps", type=int)
-    p.add_argument("--cfg", type=float, help="classifier-free guidance scale")
-    p.add_argument("--eta", type=float)
-    p.add_argument("--seed", type=int)
-    p.add_argument("--width", type=int)
-    p.add_argument("--height", type=int)
-    p.add_argument("--max-frames", type=int)
-    p.add_argument("--attention", choices=("none", "cross-frame", "window"),
-                   help="self-attention across frames (default: window = all frames of a window)")
-    p.add_argument("--window", type=int, help="frames per window; 0 = one window over the whole clip (default 16)")
-    p.add_argument("--overlap", type=int, help="frames shared by consecutive windows (default 4)")
-    p.add_argument("--weighting", choices=("uniform", "triangular"))
-    p.add_argument("--shared-noise", type=float, help="0 independent .. 1 same initial noise for all frames")
-    p.add_argument("--background", help="keep the background fixed: an image, or `first` (the first frame)")
-    p.add_argument("--mask-pass", help="pass with the actor mask (default: mask)")
-    p.add_argument("--device", help="cuda | mps | cpu")
-    p.add_argument("--dtype", choices=("fp32", "fp16", "bf16"))
     p.add_argument("-o", "--output", help="output folder")
     p.add_argument("--force", action="store_true", help="replace an existing output folder")
-    p.set_defaults(func=cmd_generate)
+    add_settings_arguments(p, method.Settings)
+    return p
 
-    p = sub.add_parser("methods", help="list the diffusion methods and their settings")
+
+def register(sub: argparse._SubParsersAction) -> None:
+    # The method's flags exist only once the method is known: ``cmd_generate`` parses the arguments
+    # with :func:`generate_parser` (so `avatarcine --help` imports no method and no torch).
+    p = sub.add_parser("generate", help=GENERATE_HELP, add_help=False)
+    p.set_defaults(func=cmd_generate, takes_rest=True)
+
+    p = sub.add_parser("train", help="train a method's models on rendered passes folders",
+                       description="Train with a recipe of the registry (`avatarcine methods` lists them) from a "
+                                   "YAML config; see the README. Multi-GPU: `accelerate launch -m motion.cli train ...`.")
+    p.add_argument("recipe", metavar="RECIPE", help="training recipe, e.g. controlnet")
+    p.add_argument("config", metavar="CONFIG", help="YAML config (data, model, output, steps, ...)")
+    p.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in the output folder")
+    p.add_argument("--max-steps", type=int, metavar="N",
+                   help="stop at step N with a checkpoint (the lr schedule still spans the config's steps)")
+    p.add_argument("--force", action="store_true", help="delete an existing training output and start over")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("methods", help="list the diffusion methods, their settings and training recipes")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_methods)
 
@@ -57,6 +108,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def register_bench(bench_sub: argparse._SubParsersAction) -> None:
     p = bench_sub.add_parser("generate", help="seconds/frame and peak memory vs frame count; temporal overhead")
+    p.add_argument("--method", default=DEFAULT_METHOD, help=f"method to time (default: {DEFAULT_METHOD})")
     p.add_argument("--frames", type=int, nargs="+", default=[16, 64, 256])
     p.add_argument("--size", type=int, default=64, help="square image size")
     p.add_argument("--steps", type=int, default=2)
@@ -66,68 +118,42 @@ def register_bench(bench_sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", metavar="PATH", help="also write the figures here")
     p.set_defaults(func=cmd_bench)
 
+    p = bench_sub.add_parser("train-controlnet", help="ControlNet training steps/s on a synthetic passes folder")
+    p.add_argument("--model", default="tiny", help="base model (default: the tiny random models)")
+    p.add_argument("--size", type=int, default=64, help="square training size")
+    p.add_argument("--batch", type=int, default=2)
+    p.add_argument("--steps", type=int, default=20, help="timed steps (after 2 warm-up steps)")
+    p.add_argument("--passes", nargs="+", default=["skeleton"],
+                   help="condition passes (synthetic: skeleton, depth_png, normal, mask)")
+    p.add_argument("--mixed-precision", choices=("no", "fp16", "bf16"), default="no")
+    p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
+    p.set_defaults(func=cmd_bench_train)
 
-def _controlnet_specs(args, base: list) -> list:
-    """--controlnet names (or the base specs) with --controlnet-scale/--guidance-start/--guidance-end
-    applied: one value for all, or one per ControlNet."""
+
+def cmd_generate(raw) -> None:
     import dataclasses
-
-    from diffusion.methods.controlnet import ControlSpec
-
-    specs = [ControlSpec.parse(name) for name in args.controlnet] if args.controlnet else list(base)
-    per_net = {}
-    for field, option in (("scale", "--controlnet-scale"), ("start", "--guidance-start"), ("end", "--guidance-end")):
-        given = getattr(args, option[2:].replace("-", "_"))
-        if given is not None:
-            if len(given) not in (1, len(specs)):
-                raise UserError(option, f"give 1 or {len(specs)} values (one per ControlNet), got {len(given)}")
-            per_net[field] = given * len(specs) if len(given) == 1 else given
-    return [dataclasses.replace(spec, **{k: v[i] for k, v in per_net.items()}) for i, spec in enumerate(specs)]
-
-
-def settings_from_args(method, args, base=None):
-    """The method's settings: its defaults (or ``base``), overridden by every option the user gave."""
-    import dataclasses
-
-    settings = base or method.settings()
-    changes = {}
-    for f in dataclasses.fields(settings):
-        value = getattr(args, f.name, None)
-        if value is not None and f.name != "controlnets":
-            changes[f.name] = value
-    if getattr(args, "window", None) == 0:
-        changes["window"] = None
-    if hasattr(settings, "controlnets"):
-        changes["controlnets"] = _controlnet_specs(args, settings.controlnets)
-    return dataclasses.replace(settings, **changes)
-
-
-def cmd_generate(args) -> None:
     from pathlib import Path
 
-    from diffusion.output import VIDEO, write_generation
-    from diffusion.passes import PassesFolder
+    from diffusion.io.output import VIDEO, write_generation
+    from diffusion.io.passes import PassesFolder
     from diffusion.registry import get_method
 
-    base, passes_dir = None, args.passes
-    method = get_method(args.method)
-    if args.from_record:
-        record = _read_record(args.from_record)
-        method = get_method(record.get("method", args.method))
-        base = method.settings.from_dict(record["settings"])
-        passes_dir = passes_dir or record["passes"]["folder"]
+    name, record_path = _peek(raw.rest, "--method"), _peek(raw.rest, "--from-record")
+    record = _read_record(record_path) if record_path else None
+    method = get_method(name or (record or {}).get("method") or DEFAULT_METHOD)
+    args = generate_parser(method).parse_args(raw.rest)
+    passes_dir = args.passes or (record["passes"]["folder"] if record else None)
     if not passes_dir:
         raise UserError("generate", "give PASSES_DIR (or --from-record RUN_JSON)")
     if not args.output:
         raise UserError("generate", "give -o OUTPUT_FOLDER")
     if Path(args.output).exists() and not args.force:
         raise UserError(args.output, "already exists; pass --force to overwrite")
-    settings = settings_from_args(method, args, base)
-    if not settings.prompt:
-        raise UserError("--prompt", "a text prompt is required")
+    base = method.Settings.from_dict(record["settings"]) if record else method.Settings()
+    settings = dataclasses.replace(base, **given_settings(args, method.Settings))
     passes = PassesFolder.open(passes_dir)
-    components = method.load(settings)
-    gen = method.run(passes, settings, components)
+    method.check_inputs(settings, passes)
+    gen = method.run(passes, settings, method.load(settings))
     out = write_generation(gen, args.output, force=args.force)
     print(f"{len(gen.frames)} frames -> {out / VIDEO}")
 
@@ -137,22 +163,42 @@ def _read_record(path: str) -> dict:
         record = json.loads(open(path).read())
     except (OSError, ValueError) as exc:
         raise UserError(path, f"unreadable run record ({exc})") from None
-    if "settings" not in record or "passes" not in record:
+    if not isinstance(record, dict) or "settings" not in record or "passes" not in record:
         raise UserError(path, "not a run record (no settings/passes)")
     return record
 
 
-def cmd_methods(args) -> None:
-    from diffusion.registry import methods
+def cmd_train(args) -> int:
+    from diffusion.registry import get_recipe
+    from diffusion.training.trainer import train
 
-    table = {name: {"summary": m.summary, "settings": m.describe()} for name, m in methods().items()}
+    if args.resume and args.force:
+        raise UserError("--resume/--force", "choose one: continue the run or start over")
+    recipe = get_recipe(args.recipe)
+    config = recipe.load_config(args.config)
+    trainer = train(recipe, config, resume=args.resume, force=args.force, max_steps=args.max_steps)
+    if trainer.accelerator.is_main_process:
+        state = trainer.state
+        if state.step == config.steps:
+            print(f"trained {state.step} steps -> {trainer.final}\nuse it: {recipe.usage(config, trainer.final)}")
+        else:
+            print(f"stopped at step {state.step}/{config.steps}; checkpoint in {trainer.output}; continue with --resume")
+    return 0
+
+
+def cmd_methods(args) -> None:
+    from diffusion.registry import entries, methods
+
+    table = {name: {"summary": m.summary, "settings": m.Settings.describe(),
+                    "recipes": sorted(entries()[name].recipes)} for name, m in methods().items()}
     if args.json:
         print(json.dumps(table, indent=1, default=str))
         return
     for name, info in table.items():
-        print(f"{name}: {info['summary']}")
+        recipes = f" (train: {', '.join(info['recipes'])})" if info["recipes"] else ""
+        print(f"{name}: {info['summary']}{recipes}")
         for s in info["settings"]:
-            print(f"  {s['name']:<16} {str(s['default']):<28} {s['help']}")
+            print(f"  {s['flag']:<20} {str(s['default']):<24} {s['help']}")
 
 
 def cmd_demo(args) -> None:
@@ -165,8 +211,15 @@ def cmd_bench(args) -> None:
     from diffusion.bench import run_bench
 
     figures = run_bench(args.frames, size=args.size, steps=args.steps, model=args.model, device=args.device,
-                        threads=args.threads)
+                        threads=args.threads, method=args.method)
     print(json.dumps(figures, indent=1))
     if args.json:
         from motion.fileio import save_json
         save_json(args.json, figures)
+
+
+def cmd_bench_train(args) -> None:
+    from diffusion.bench import run_train_bench
+
+    print(run_train_bench(args.model, args.size, args.batch, args.steps, tuple(args.passes), args.mixed_precision,
+                          args.threads))

@@ -33,9 +33,9 @@ def demo_scene(motion_file: str) -> dict:
 
 def run_demo(out: str | os.PathLike, force: bool = False) -> Path:
     """Run the demo into ``out``; print and return the video's path."""
-    from diffusion.methods.controlnet import ControlNetSettings, ControlSpec, load, run
-    from diffusion.output import VIDEO, write_generation
-    from diffusion.passes import PassesFolder
+    from diffusion.io.output import VIDEO, write_generation
+    from diffusion.io.passes import PassesFolder
+    from diffusion.methods.controlnet import METHOD
     from motion.generate import generate_motion
     from render.api import render_scene
 
@@ -49,12 +49,12 @@ def run_demo(out: str | os.PathLike, force: bool = False) -> Path:
     passes_dir = render_scene(demo_scene(str(Path(motion_file).resolve())), out / "passes", force=True)
     print("[3/3] generating with the ControlNet method on the TINY random-weight model "
           "(no trained embedded model yet: the frames show the pipeline working, not photoreal video)")
-    settings = ControlNetSettings(
+    settings = METHOD.settings(
         prompt=PROMPT, negative_prompt="blurry, deformed", model="tiny", steps=4, cfg=5.0, seed=0,
-        controlnets=[ControlSpec.parse("openpose"), ControlSpec.parse("stack", 0.5)],
+        controlnet=["openpose", "stack"], controlnet_scale=[1.0, 0.5],
         attention="window", window=8, overlap=2, shared_noise=1.0, background="first",
     )
-    gen = run(PassesFolder.open(passes_dir), settings, load(settings))
+    gen = METHOD.run(PassesFolder.open(passes_dir), settings, METHOD.load(settings))
     result = write_generation(gen, out / "generation", force=True)
     video = (result / VIDEO).resolve()
     print(f"passes: {Path(passes_dir).resolve()}\nvideo:  {video}\nside by side: {video.parent / 'side_by_side.mp4'}")

@@ -1,77 +1,70 @@
-"""The method registry: the CLI and the Blender add-on list methods and their settings from here.
+"""The one registry: every method, its training recipes and (through the method) its benchmark rows.
 
-A method is one function ``run(passes, settings, components) -> Generation`` plus a settings
-dataclass (field metadata ``help`` describes each setting) and a loader for its components.
-Method modules register themselves on import; ``METHOD_MODULES`` lists them.
+``avatarcine generate --method M``, ``avatarcine train RECIPE CONFIG``, ``avatarcine methods``,
+``avatarcine bench methods`` and the Blender add-on all read this table. It names modules only, so
+reading it imports neither torch nor the methods; a method module defines ``METHOD`` (a
+``diffusion.sampling.run.Method``), a recipe module defines ``RECIPE`` (a
+``diffusion.training.trainer.Recipe``).
+
+Adding a method: one module in ``diffusion/methods/``, its recipes in ``diffusion/training/recipes/``,
+one line below (or ``register`` from outside the package).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import importlib
 from dataclasses import dataclass, field
-from typing import Any, Callable
-
-import numpy as np
 
 from motion.errors import UserError
 
-METHOD_MODULES = ("diffusion.methods.controlnet",)
-
-
-@dataclass
-class Generation:
-    """What a method returns: frames (N, H, W, 3) uint8, a picture of the condition per frame,
-    the clip's fps, the source frame indices and a record of every setting/model/seed used."""
-
-    frames: np.ndarray
-    condition_preview: np.ndarray
-    fps: float
-    indices: list[int]
-    record: dict = field(default_factory=dict)
-    latents: object = None  # final (N, 4, h, w) latents on CPU, for chaining and checks
-
 
 @dataclass(frozen=True)
-class Method:
+class Entry:
     name: str
-    summary: str
-    settings: type
-    load: Callable[[Any], Any]
-    run: Callable[[Any, Any, Any], Generation]
-
-    def describe(self) -> list[dict]:
-        """Each setting: name, type, default, help (for UIs)."""
-        out = []
-        for f in dataclasses.fields(self.settings):
-            default = f.default if f.default is not dataclasses.MISSING else (
-                f.default_factory() if f.default_factory is not dataclasses.MISSING else None)
-            if isinstance(default, list):
-                default = [dataclasses.asdict(d) if dataclasses.is_dataclass(d) else d for d in default]
-            out.append({"name": f.name, "type": str(f.type), "default": default, "help": f.metadata.get("help", "")})
-        return out
+    module: str                                       # defines METHOD
+    recipes: dict[str, str] = field(default_factory=dict)  # recipe name -> module defining RECIPE
 
 
-_METHODS: dict[str, Method] = {}
+REGISTRY = [
+    Entry("controlnet", "diffusion.methods.controlnet", {"controlnet": "diffusion.training.recipes.controlnet"}),
+]
 
 
-def register(method: Method) -> Method:
-    _METHODS[method.name] = method
-    return method
+def register(entry: Entry) -> None:
+    """Add a method defined outside this package (a plugin, a test) for this process."""
+    if entry.name in entries() or set(entry.recipes) & set(recipes()):
+        raise ValueError(f"method {entry.name!r} or one of its recipes {sorted(entry.recipes)} is already registered")
+    REGISTRY.append(entry)
 
 
-def _load_all() -> None:
-    for name in METHOD_MODULES:
-        importlib.import_module(name)
+def unregister(name: str) -> None:
+    REGISTRY[:] = [e for e in REGISTRY if e.name != name]
 
 
-def methods() -> dict[str, Method]:
-    _load_all()
-    return dict(_METHODS)
+def entries() -> dict[str, Entry]:
+    return {e.name: e for e in REGISTRY}
 
 
-def get_method(name: str) -> Method:
-    _load_all()
-    if name not in _METHODS:
-        raise UserError("--method", f"unknown method {name!r} (available: {', '.join(sorted(_METHODS))})")
-    return _METHODS[name]
+def get_method(name: str):
+    """The registered method ``name`` (its module is imported now)."""
+    table = entries()
+    if name not in table:
+        raise UserError("--method", f"unknown method {name!r} (available: {', '.join(sorted(table))})")
+    return importlib.import_module(table[name].module).METHOD
+
+
+def methods() -> dict:
+    return {name: get_method(name) for name in entries()}
+
+
+def recipes() -> dict[str, str]:
+    """Recipe name -> the method it trains."""
+    return {recipe: e.name for e in REGISTRY for recipe in e.recipes}
+
+
+def get_recipe(name: str):
+    """The training recipe ``name`` (its module is imported now)."""
+    for e in REGISTRY:
+        if name in e.recipes:
+            return importlib.import_module(e.recipes[name]).RECIPE
+    raise UserError("train", f"unknown recipe {name!r} (available: {', '.join(sorted(recipes()))})")

@@ -15,7 +15,6 @@ COMMAND_MODULES = (
     "render.commands",
     "diffusion.commands",
     "diffusion.evaluation.commands",
-    "diffusion.training.commands",
     "diffusion.benchmark.commands",
     "blender_addon.commands",
 )
@@ -48,7 +47,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, rest = parser.parse_known_args(argv)
+    if rest:  # commands whose flags depend on their arguments (generate) parse the rest themselves
+        if not getattr(args, "takes_rest", False):
+            parser.error(f"unrecognized arguments: {' '.join(rest)}")
+    args.rest = rest
     try:
         result = args.func(args)
     except UserError as exc:

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
 import pytest
 
 
 @pytest.fixture(scope="session")
 def tiny_dir(tmp_path_factory):
-    from diffusion.tiny import write_tiny_models
+    from diffusion.loaders.tiny import VERSION, write_tiny_models
 
     # Named like the per-user cache folder, so AVATARCINE_CACHE=<parent> makes `--model tiny` find it.
-    return write_tiny_models(tmp_path_factory.mktemp("cache") / "tiny-sd15-v1")
+    return write_tiny_models(tmp_path_factory.mktemp("cache") / VERSION)
 
 
 @pytest.fixture(scope="module", autouse=False)
@@ -22,3 +27,22 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+def add_rgb(root: Path, source: str = "mask") -> Path:
+    """Give a synthetic passes folder an ``rgb`` pass: a red figure on grey (``mask``), or a copy of a pass."""
+    meta = json.loads((root / "meta.json").read_text())
+    (root / "rgb").mkdir(exist_ok=True)
+    for frame in meta["frames"]:
+        name = f"{frame['index']:06d}.png"
+        if source == "mask":
+            mask = cv2.imread(str(root / "mask" / name), cv2.IMREAD_GRAYSCALE)
+            image = np.full(mask.shape + (3,), 90, np.uint8)
+            image[mask > 0] = (60, 80, 220)  # BGR
+        else:
+            image = cv2.imread(str(root / source / name), cv2.IMREAD_COLOR)
+        cv2.imwrite(str(root / "rgb" / name), image)
+    meta["passes"]["rgb"] = {"dir": "rgb", "ext": "png", "dtype": "uint8", "channels": 3, "colour_space": "sRGB",
+                             "encoding": "synthetic target"}
+    (root / "meta.json").write_text(json.dumps(meta))
+    return root

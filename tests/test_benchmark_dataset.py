@@ -96,7 +96,7 @@ def test_existing_dataset_needs_force(smoke, monkeypatch, capsys):
 def test_rendered_clothes_have_the_painted_colours(tmp_path):
     """Blender's rgb render (independent of our painting code) shows the identity's garments where the
     semantic pass says the torso and thighs are, and skin on the face."""
-    from diffusion.passes import PassesFolder
+    from diffusion.io.passes import PassesFolder
     from motion.asset import AvatarAsset
     from render.api import render_scene
 

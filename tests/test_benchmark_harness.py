@@ -12,7 +12,7 @@ import pytest
 from _benchmark_util import run_cli, smoke_dataset
 from diffusion.benchmark.dataset import load_manifest
 from diffusion.benchmark.retrieval import MISSING, TrainingFrames, pose_distances, retrieve
-from diffusion.passes import PassesFolder
+from diffusion.io.passes import PassesFolder
 
 SMOKE_RUN = ("--steps", "2", "--batch-size", "2", "--sample-steps", "2", "--seed", "0")
 

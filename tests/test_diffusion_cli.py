@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from _diffusion_util import one_thread, tiny_dir  # noqa: F401  (fixtures)
-from diffusion.synthetic_passes import write_passes
+from diffusion.io.synthetic_passes import write_passes
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 from motion.cli import main
@@ -42,8 +42,8 @@ def test_generate_writes_frames_videos_and_a_record_that_reproduces_the_run(tmp_
     assert side.get_meta_data()["size"] == (128, 64)
     record = json.loads((out / "run.json").read_text())
     assert record["settings"]["seed"] == 5 and record["settings"]["window"] == 2
-    assert [c["model"] for c in record["settings"]["controlnets"]] == ["openpose", "stack"]
-    assert record["settings"]["controlnets"][1]["passes"] == ["depth", "normal", "mask"]
+    assert record["settings"]["controlnet"] == ["openpose", "stack"]
+    assert record["controlnets"][1]["passes"] == ["depth_png", "normal", "mask"]
     assert record["models"]["controlnet:stack"].endswith("controlnet-stack")
     assert record["sampling"]["windows"] == [[0, 2], [1, 3]]
     # The record alone reproduces the frames bit for bit.

@@ -6,15 +6,16 @@ import numpy as np
 import pytest
 import torch
 
-from diffusion.conditioning import Framing, load_condition, load_mask
-from diffusion.passes import PassesFolder
-from diffusion.temporal.attention import FrameAttnProcessor, FrameLayout, frame_attention
-from diffusion.temporal.noise import initial_noise
-from diffusion.temporal.sampler import overlapped_denoise
-from diffusion.temporal.windows import OverlapAccumulator, frame_weight_totals, frame_weights, window_spans
-from motion.errors import UserError
 from _diffusion_util import one_thread, tiny_dir  # noqa: F401  (fixtures)
-from diffusion.synthetic_passes import write_passes
+from diffusion.attention.frames import CrossFrameAttention, WindowAttention, frame_attention_rules
+from diffusion.attention.install import FrameInfo, PassFrameInfo, processors
+from diffusion.io.conditioning import Framing, load_condition, load_mask
+from diffusion.io.passes import PassesFolder
+from diffusion.io.synthetic_passes import write_passes
+from diffusion.sampling.loop import overlapped_denoise
+from diffusion.sampling.noise import initial_noise
+from diffusion.sampling.windows import OverlapAccumulator, frame_weight_totals, frame_weights, window_spans
+from motion.errors import UserError
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -92,14 +93,17 @@ def _self_attention(module, x):
     return AttnProcessor2_0()(module, x)
 
 
+def _frames(processor, module, x, frames):
+    return processor(module, x, frame_info=FrameInfo(frames))
+
+
 def test_window_attention_with_one_frame_equals_self_attention(attn):
     _, module = attn
     x = torch.randn(2, 16, module.to_q.in_features, generator=torch.Generator().manual_seed(0))
     ref = _self_attention(module, x)
-    assert torch.equal(FrameAttnProcessor(FrameLayout(frames=1), "window")(module, x), ref)
+    assert torch.equal(_frames(WindowAttention(), module, x, 1), ref)
     # cross-frame with one frame attends to [frame 0, frame 0]: duplicated keys, same softmax average
-    torch.testing.assert_close(FrameAttnProcessor(FrameLayout(frames=1), "cross-frame")(module, x), ref,
-                               rtol=0, atol=1e-6)
+    torch.testing.assert_close(_frames(CrossFrameAttention(), module, x, 1), ref, rtol=0, atol=1e-6)
 
 
 def test_frame_attention_sees_other_frames(attn):
@@ -108,29 +112,49 @@ def test_frame_attention_sees_other_frames(attn):
     frame = torch.randn(1, 16, module.to_q.in_features, generator=g)
     # Identical frames: attending to copies of the same tokens is softmax-invariant -> self-attention.
     same = frame.expand(3, -1, -1).contiguous()
-    for mode in ("window", "cross-frame"):
-        out = FrameAttnProcessor(FrameLayout(frames=3), mode)(module, same)
+    for processor in (WindowAttention(), CrossFrameAttention()):
+        out = _frames(processor, module, same, 3)
         torch.testing.assert_close(out, _self_attention(module, same), rtol=1e-5, atol=1e-5)
     # Distinct frames: every frame but the first changes; cross-frame frame 0 only sees itself.
     x = torch.randn(3, 16, module.to_q.in_features, generator=g)
     ref = _self_attention(module, x)
-    window = FrameAttnProcessor(FrameLayout(frames=3), "window")(module, x)
-    cross = FrameAttnProcessor(FrameLayout(frames=3), "cross-frame")(module, x)
+    window = _frames(WindowAttention(), module, x, 3)
+    cross = _frames(CrossFrameAttention(), module, x, 3)
     assert (window - ref).abs().amax(dim=(1, 2)).min() > 1e-3
     torch.testing.assert_close(cross[0], ref[0], rtol=1e-5, atol=1e-5)
     assert (cross[1:] - ref[1:]).abs().max() > 1e-3
     # Under CFG the batch is [uncond frames, cond frames]: groups never mix.
-    doubled = FrameAttnProcessor(FrameLayout(frames=3), "window")(module, torch.cat([x, x]))
+    doubled = _frames(WindowAttention(), module, torch.cat([x, x]), 3)
     torch.testing.assert_close(doubled[:3], window, rtol=1e-5, atol=1e-6)
 
 
 def test_frame_attention_installs_on_self_attention_only_and_restores(attn):
     unet, _ = attn
     before = dict(unet.attn_processors)
-    with frame_attention(unet, "window", FrameLayout()):
+    keys = list(unet.state_dict())
+    with processors(unet, frame_attention_rules("window")) as installed:
+        assert list(unet.state_dict()) == keys  # frame attention adds no parameters
         inside = unet.attn_processors
-        assert all(isinstance(p, FrameAttnProcessor) == n.endswith("attn1.processor") for n, p in inside.items())
+        assert set(installed) == {n for n in inside if n.endswith("attn1.processor")}
+        assert all(isinstance(p, WindowAttention) == n.endswith("attn1.processor") for n, p in inside.items())
+        assert all(isinstance(p, PassFrameInfo) for n, p in inside.items() if not n.endswith("attn1.processor"))
     assert all(unet.attn_processors[n] is p for n, p in before.items())
+    with processors(unet, frame_attention_rules("none")) as installed:
+        assert not installed and all(unet.attn_processors[n] is p for n, p in before.items())
+
+
+def test_rules_match_module_names_and_frame_info_reaches_only_their_layers(attn, caplog):
+    """An up-blocks-only rule installs there alone; the UNet called with frame_info runs without
+    diffusers' "unexpected cross_attention_kwargs" warning and equals the plain UNet for one frame."""
+    unet, _ = attn
+    with processors(unet, frame_attention_rules("window", "up_blocks.*attn1.processor")) as installed:
+        assert installed and all(n.startswith("up_blocks.") and n.endswith("attn1.processor") for n in installed)
+        x = torch.randn(1, 4, 8, 8, generator=torch.Generator().manual_seed(2))
+        text = torch.randn(1, 16, 32, generator=torch.Generator().manual_seed(3))
+        with caplog.at_level("WARNING"):
+            framed = unet(x, 10, encoder_hidden_states=text, cross_attention_kwargs=FrameInfo(1).kwargs()).sample
+        assert "not expected" not in caplog.text
+    torch.testing.assert_close(framed, unet(x, 10, encoder_hidden_states=text).sample, rtol=0, atol=1e-5)
 
 
 def test_initial_noise_independent_matches_diffusers_and_shared_is_common():
@@ -221,25 +245,27 @@ def test_metric_depth_uses_the_clips_range_from_meta_like_the_depth_png(tmp_path
 
 
 def test_missing_model_is_a_one_line_error_naming_it(tmp_path):
-    from diffusion.models import load_components
+    from diffusion.loaders.sd15 import load_sd15
 
     with pytest.raises(UserError, match="no such checkpoint file"):
-        load_components(str(tmp_path / "model.safetensors"), [])
-
+        load_sd15(str(tmp_path / "model.safetensors"))
     with pytest.raises(UserError, match="someone/no-such-model.*hf download someone/no-such-model"):
-        load_components("someone/no-such-model", [])
+        load_sd15("someone/no-such-model")
     with pytest.raises(UserError, match="lacks this component"):
-        load_components(str(tmp_path), [])
+        load_sd15(str(tmp_path))
 
 
 def test_registry_lists_methods_and_settings():
-    from diffusion.registry import get_method, methods
+    from diffusion.registry import get_method, get_recipe, methods, recipes
 
-    assert "controlnet" in methods()
-    names = [s["name"] for s in get_method("controlnet").describe()]
-    assert {"prompt", "controlnets", "window", "overlap", "attention", "seed"} <= set(names)
+    assert "controlnet" in methods() and recipes()["controlnet"] == "controlnet"
+    names = [s["name"] for s in get_method("controlnet").Settings.describe()]
+    assert {"prompt", "controlnet", "window", "overlap", "attention", "seed"} <= set(names)
+    assert get_recipe("controlnet").name == "controlnet"
     with pytest.raises(UserError, match="unknown method"):
         get_method("nope")
+    with pytest.raises(UserError, match="unknown recipe"):
+        get_recipe("nope")
 
 
 def test_metric_exr_depth_pass_is_read_and_normalised_per_clip(tmp_path):

@@ -13,10 +13,10 @@ import yaml
 from safetensors.torch import load_file
 from torch.utils.data import default_collate
 
-from _diffusion_util import one_thread, tiny_dir  # noqa: F401  (fixtures)
-from diffusion.synthetic_passes import write_passes
-from diffusion.training.config import TrainControlNetConfig
-from diffusion.training.controlnet_trainer import ControlNetTrainer, train_controlnet
+from _diffusion_util import add_rgb, one_thread, tiny_dir  # noqa: F401  (fixtures)
+from diffusion.io.synthetic_passes import write_passes
+from diffusion.training.recipes.controlnet import RECIPE, ControlNetTrainConfig
+from diffusion.training.trainer import Trainer, train
 
 STACK = ["skeleton", "depth_png", "normal"]  # 3 + 1 + 3 = 7 channels
 
@@ -24,35 +24,16 @@ STACK = ["skeleton", "depth_png", "normal"]  # 3 + 1 + 3 = 7 channels
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-def add_rgb(root: Path, source: str = "mask") -> Path:
-    """Give a synthetic passes folder an ``rgb`` pass: a red figure on grey (``mask``), or a copy of a pass."""
-    meta = json.loads((root / "meta.json").read_text())
-    (root / "rgb").mkdir(exist_ok=True)
-    for frame in meta["frames"]:
-        name = f"{frame['index']:06d}.png"
-        if source == "mask":
-            mask = cv2.imread(str(root / "mask" / name), cv2.IMREAD_GRAYSCALE)
-            image = np.full(mask.shape + (3,), 90, np.uint8)
-            image[mask > 0] = (60, 80, 220)  # BGR
-        else:
-            image = cv2.imread(str(root / source / name), cv2.IMREAD_COLOR)
-        cv2.imwrite(str(root / "rgb" / name), image)
-    meta["passes"]["rgb"] = {"dir": "rgb", "ext": "png", "dtype": "uint8", "channels": 3, "colour_space": "sRGB",
-                             "encoding": "synthetic target"}
-    (root / "meta.json").write_text(json.dumps(meta))
-    return root
-
-
 @pytest.fixture(scope="module")
 def clip(tmp_path_factory):
     return add_rgb(write_passes(tmp_path_factory.mktemp("train") / "clip", frames=5))
 
 
-def _config(tiny_dir, clip, output, **kw) -> TrainControlNetConfig:
+def _config(tiny_dir, clip, output, **kw) -> ControlNetTrainConfig:
     base = dict(data=[str(clip)], passes=["skeleton"], resolution=64, model=str(tiny_dir), output=str(output),
                 steps=4, batch_size=2, learning_rate=2e-3, checkpoint_every=1000, seed=7)
     base.update(kw)
-    return TrainControlNetConfig(**base)
+    return ControlNetTrainConfig(**base)
 
 
 def _write_yaml(path: Path, **fields) -> Path:
@@ -63,15 +44,16 @@ def _write_yaml(path: Path, **fields) -> Path:
 def _cli(monkeypatch, argv: list[str]) -> int:
     import motion.cli
 
-    if "diffusion.training.commands" not in motion.cli.COMMAND_MODULES:
-        modules = motion.cli.COMMAND_MODULES + ("diffusion.training.commands",)
-        monkeypatch.setattr(motion.cli, "COMMAND_MODULES", modules)
     return motion.cli.main(argv)
 
 
-def _fixed_losses(trainer: ControlNetTrainer, batch: dict) -> np.ndarray:
+def _fixed_losses(trainer: Trainer, batch: dict) -> np.ndarray:
     with torch.no_grad():
-        return np.array([trainer.loss(batch, torch.Generator().manual_seed(s)).item() for s in range(3)])
+        return np.array([RECIPE.loss(trainer.setup, batch, torch.Generator().manual_seed(s)).item() for s in range(3)])
+
+
+def _controlnet(trainer: Trainer) -> torch.nn.Module:
+    return trainer.accelerator.unwrap_model(trainer.setup.trainable["controlnet"])
 
 
 def _state(module: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -85,11 +67,11 @@ def trained(tiny_dir, clip, tmp_path_factory):
     wide = add_rgb(write_passes(tmp_path_factory.mktemp("wide") / "clip", frames=2, size=(96, 64)))
     config = _config(tiny_dir, clip, tmp_path_factory.mktemp("run") / "out", steps=10, learning_rate=4e-3,
                      checkpoint_every=4, checkpoints_total_limit=2)
-    trainer = ControlNetTrainer(config.model_copy(update={"data": [str(clip), str(wide)]}))
+    trainer = Trainer(RECIPE, config.model_copy(update={"data": [str(clip), str(wide)]}))
     trainer.start()
-    batch = default_collate([trainer.dataset[i] for i in range(len(trainer.dataset))])
-    controlnet = trainer.accelerator.unwrap_model(trainer.controlnet)
-    before = {"loss": _fixed_losses(trainer, batch), "controlnet": _state(controlnet)}
+    dataset = trainer.setup.dataset
+    batch = default_collate([dataset[i] for i in range(len(dataset))])
+    before = {"loss": _fixed_losses(trainer, batch), "controlnet": _state(_controlnet(trainer))}
     trainer.fit()
     return trainer, batch, before
 
@@ -100,7 +82,7 @@ def test_training_fits_a_fixed_batch(trained):
     assert np.all(after < 0.9 * before["loss"]), (before["loss"], after)
     log = [json.loads(line) for line in (trainer.output / "log.jsonl").read_text().splitlines()]
     assert [e["step"] for e in log] == list(range(1, 11))
-    assert len(trainer.dataset) == 7
+    assert len(trainer.setup.dataset) == 7
     assert [p.name for p in sorted(trainer.output.glob("checkpoint-*"))] == ["checkpoint-000008", "checkpoint-000010"]
     last = load_file(trainer.output / "checkpoint-000010" / "controlnet" / "diffusion_pytorch_model.safetensors")
     final = load_file(trainer.output / "controlnet" / "diffusion_pytorch_model.safetensors")
@@ -112,7 +94,7 @@ def test_only_controlnet_weights_change(trained, tiny_dir):
     from transformers import CLIPTextModel
 
     trainer, _, before = trained
-    c = trainer.components
+    c = trainer.setup.extra["components"]
     stock = {"unet": UNet2DConditionModel.from_pretrained(tiny_dir, subfolder="unet"),
              "vae": AutoencoderKL.from_pretrained(tiny_dir, subfolder="vae"),
              "text_encoder": CLIPTextModel.from_pretrained(tiny_dir, subfolder="text_encoder")}
@@ -121,7 +103,7 @@ def test_only_controlnet_weights_change(trained, tiny_dir):
         for key, value in reference.state_dict().items():
             assert torch.equal(used[key], value), f"{name}.{key} changed"
         assert not any(p.requires_grad for p in getattr(c, name).parameters())
-    now = _state(trainer.accelerator.unwrap_model(trainer.controlnet))
+    now = _state(_controlnet(trainer))
     changed = [k for k in now if not torch.equal(now[k], before["controlnet"][k])]
     assert "controlnet_mid_block.weight" in changed and "controlnet_cond_embedding.conv_out.weight" in changed
     assert len(changed) > len(now) // 2
@@ -159,14 +141,14 @@ def test_resume_is_bit_identical(tiny_dir, clip, tmp_path, monkeypatch, capsys):
 @pytest.fixture(scope="module")
 def stacked(tiny_dir, clip, tmp_path_factory):
     config = _config(tiny_dir, clip, tmp_path_factory.mktemp("stack") / "out", passes=STACK, steps=3)
-    return train_controlnet(config)
+    return train(RECIPE, config)
 
 
 def test_stacked_passes_train_a_7_channel_controlnet(stacked, clip):
-    controlnet = stacked.accelerator.unwrap_model(stacked.controlnet)
+    controlnet = _controlnet(stacked)
     assert controlnet.config.conditioning_channels == 7
     assert controlnet.controlnet_cond_embedding.conv_in.weight.shape[1] == 7
-    item = stacked.dataset[0]
+    item = stacked.setup.dataset[0]
     assert item["conditioning_pixel_values"].shape == (7, 64, 64)
     depth = cv2.imread(str(clip / "depth_png" / "000000.png"), cv2.IMREAD_UNCHANGED) / 255.0
     np.testing.assert_allclose(item["conditioning_pixel_values"][3].numpy(), depth, atol=1e-6)
@@ -175,30 +157,31 @@ def test_stacked_passes_train_a_7_channel_controlnet(stacked, clip):
 
 
 def test_saved_controlnet_runs_in_the_controlnet_method(stacked, tiny_dir, clip):
-    from diffusion.methods.controlnet import ControlNetSettings, ControlSpec, load, run
-    from diffusion.passes import PassesFolder
+    import dataclasses
+
+    from diffusion.io.passes import PassesFolder
+    from diffusion.methods.controlnet import METHOD
 
     final = stacked.output / "controlnet"
-    spec = ControlSpec.parse(f"{final}={'+'.join(STACK)}")
-    settings = ControlNetSettings(prompt="a person", model=str(tiny_dir), controlnets=[spec], steps=2, cfg=1.0,
-                                  seed=1, attention="none", window=None, max_frames=2)
-    c = load(settings)
-    trained = stacked.accelerator.unwrap_model(stacked.controlnet).state_dict()
+    settings = METHOD.settings(prompt="a person", model=str(tiny_dir), controlnet=[f"{final}={'+'.join(STACK)}"],
+                               steps=2, cfg=1.0, seed=1, attention="none", window=None, max_frames=2)
+    c = METHOD.load(settings)
+    trained = _controlnet(stacked).state_dict()
     assert all(torch.equal(v, trained[k]) for k, v in c.controlnets[0].state_dict().items())
     passes = PassesFolder.open(clip)
-    out = run(passes, settings, c)
+    out = METHOD.run(passes, settings, c)
     assert out.frames.shape == (2, 64, 64, 3) and out.frames.dtype == np.uint8
-    spec.scale = 0.0  # the trained ControlNet acts: switching it off changes the frames
-    assert not np.array_equal(run(passes, settings, c).frames, out.frames)
+    off = dataclasses.replace(settings, controlnet_scale=[0.0])  # the trained ControlNet acts
+    assert not np.array_equal(METHOD.run(passes, off, c).frames, out.frames)
 
 
 def test_condition_and_target_share_the_framing(tmp_path):
     # A 96x64 clip cropped to 64x64: rgb is a copy of the skeleton, so after framing they must coincide.
-    from diffusion.training.dataset import PassPairs, open_folders
+    from diffusion.training.datasets import FrameDataset, open_folders
 
     root = add_rgb(write_passes(tmp_path / "wide", frames=2, size=(96, 64)), source="skeleton")
     folders = open_folders([str(root)], ["skeleton"])
-    data = PassPairs(folders, ["skeleton"], (64, 64), channels=3)
+    data = FrameDataset(folders, ["skeleton"], (64, 64), channels=3)
     for i in range(len(data)):
         item = data[i]
         target = (item["pixel_values"] + 1) / 2
@@ -210,7 +193,7 @@ def test_condition_and_target_share_the_framing(tmp_path):
     meta["caption"] = "a figure"
     meta["frames"][1]["caption"] = "a figure waving"
     (root / "meta.json").write_text(json.dumps(meta))
-    data = PassPairs(open_folders([str(root)], ["skeleton"]), ["skeleton"], (64, 64), channels=3, prompt="x")
+    data = FrameDataset(open_folders([str(root)], ["skeleton"]), ["skeleton"], (64, 64), channels=3, prompt="x")
     assert [data[i]["caption"] for i in range(2)] == ["a figure", "a figure waving"]
 
 
@@ -253,8 +236,8 @@ def test_given_controlnet_sets_the_channels(tiny_dir, clip, tmp_path, monkeypatc
     # The tiny openpose ControlNet reads 3 channels: one depth pass is replicated, a 4-channel stack refused.
     openpose = str(tiny_dir / "controlnet-openpose")
     config = _config(tiny_dir, clip, tmp_path / "ok", passes=["depth_png"], controlnet=openpose, steps=1)
-    trainer = ControlNetTrainer(config)
-    item = trainer.dataset[0]["conditioning_pixel_values"]
+    trainer = Trainer(RECIPE, config)
+    item = trainer.setup.dataset[0]["conditioning_pixel_values"]
     assert item.shape == (3, 64, 64) and torch.equal(item[0], item[2]) and item.max() > 0
     bad = _write_yaml(tmp_path / "bad.yaml", data=[str(clip)], passes=["skeleton", "depth_png"], model=str(tiny_dir),
                       controlnet=openpose, resolution=64, output="out")

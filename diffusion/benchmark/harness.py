@@ -1,20 +1,11 @@
 """``avatarcine bench methods``: train every registered method on the benchmark's train split within a
 stated budget, generate the held-out clips, score them against the rendered ``rgb`` ground truth.
 
-Rows of the table (one per method setting, for each held-out split):
-
-- ``retrieval``: copy the nearest training frame (``diffusion.benchmark.retrieval``); no training.
-- ``controlnet-pretrained (per-frame)``: the base model's stock ControlNet for the condition kind
-  (with ``--model tiny``: the random tiny one), frames generated independently (attention none,
-  window 1): the floor a fine-tuned model should rise above.
-- ``controlnet (per-frame)``: a ControlNet trained on the train split (``diffusion.training``, the
-  diffusers recipe: ``--steps`` optimizer steps at ``--resolution``, batch ``--batch-size``), frames
-  generated independently.
-- ``controlnet``: the same trained ControlNet through the registered method with its default temporal
-  settings (window attention, overlapping windows).
-
-A registered method the harness has no training recipe for is listed under "skipped" with that
-reason. Every row is scored by ``diffusion.evaluation.evaluate`` clip by clip; per split the
+Rows of the table (for each held-out split): ``retrieval`` (copy the nearest training frame,
+``diffusion.benchmark.retrieval``; no training), then the rows each registered method defines with
+``Method.bench_rows`` (trained with its recipes within the :class:`Budget`, e.g. the ControlNet
+method's stock, trained per-frame and trained temporal rows). A method without rows is listed under
+"skipped". Every row is scored by ``diffusion.evaluation.evaluate`` clip by clip; per split the
 per-frame values of all clips are pooled (frame-weighted means) and written as an evaluation report
 (``OUT/<split>/metrics.{json,md}``, ``per_frame.png``, ``summary.png``). ``OUT/table.json`` and
 ``OUT/table.md`` hold the one table; ``table.json`` has no timings and no paths, so the same dataset,
@@ -76,51 +67,24 @@ class Row:
     train_seconds: float = 0.0
 
 
-def _controlnet_rows(budget: Budget, train_dirs: list[Path], work: Path, seed: int, size: int) -> list[Row]:
-    """Train a ControlNet on the train split; rows for stock per-frame, trained per-frame, trained temporal."""
-    from diffusion.methods.controlnet import ControlNetSettings, ControlSpec
-    from diffusion.models import CONTROLNETS
-    from diffusion.registry import get_method
-    from diffusion.training.config import TrainControlNetConfig
-    from diffusion.training.controlnet_trainer import train_controlnet
+def method_row(method, name: str, settings, train_seconds: float = 0.0) -> Row:
+    """A row generating with ``method`` and ``settings``; its models load once, on first use."""
+    components = {}
 
-    method = get_method("controlnet")
-    config = TrainControlNetConfig(
-        data=[str(d) for d in train_dirs], passes=budget.passes, prompt=budget.prompt, resolution=size,
-        model=budget.model, controlnet="unet", output=str(work / "controlnet-training"), steps=budget.steps,
-        batch_size=budget.batch_size, learning_rate=budget.learning_rate, lr_scheduler="constant", seed=seed,
-        checkpoint_every=budget.steps, checkpoints_total_limit=1)
+    def generate(passes):
+        if "c" not in components:
+            components["c"] = method.load(settings)
+        return method.run(passes, settings, components["c"])
+    return Row(name, generate, train_seconds)
+
+
+def train_timed(recipe, config) -> tuple[object, float]:
+    """(trainer, seconds) of a training run into a fresh output."""
+    from diffusion.training.trainer import train
+
     start = time.perf_counter()
-    trainer = train_controlnet(config, force=True)
-    train_seconds = time.perf_counter() - start
-    trained = str(trainer.output / "controlnet")
-    common = dict(prompt=budget.prompt, model=budget.model, steps=budget.sample_steps, cfg=budget.cfg, seed=seed,
-                  width=size, height=size, device=budget.device)
-    per_frame = dict(attention="none", window=1, overlap=0)
-
-    def row(name: str, settings: ControlNetSettings, seconds: float) -> Row:
-        components = {}
-
-        def generate(passes):
-            if "c" not in components:       # load once, on first use
-                components["c"] = method.load(settings)
-            return method.run(passes, settings, components["c"])
-        return Row(name, generate, seconds)
-
-    rows = []
-    kind = budget.passes[0] if len(budget.passes) == 1 else None
-    if kind in CONTROLNETS:
-        stock = ControlNetSettings(controlnets=[ControlSpec.parse(kind)], **common, **per_frame)
-        rows.append(row("controlnet-pretrained (per-frame)", stock, 0.0))
-    spec = [ControlSpec(trained, list(budget.passes))]
-    rows.append(row("controlnet (per-frame)", ControlNetSettings(controlnets=spec, **common, **per_frame),
-                    train_seconds))
-    rows.append(row("controlnet", ControlNetSettings(controlnets=spec, **common), train_seconds))
-    return rows
-
-
-# Registered method -> training recipe giving its rows (the harness's part of each method).
-RECIPES = {"controlnet": _controlnet_rows}
+    trainer = train(recipe, config, force=True)
+    return trainer, time.perf_counter() - start
 
 
 def _retrieval_row(train_dirs: list[Path]) -> Row:
@@ -205,9 +169,9 @@ def run_harness(dataset_dir: str | Path, out_dir: str | Path, methods: list[str]
     ``reports=False`` skips the per-split evaluation reports and their plots (the table is the same)."""
     from diffusion.evaluation.evaluate import evaluate
     from diffusion.evaluation.report import json_value, write_report
-    from diffusion.output import write_generation
-    from diffusion.passes import PassesFolder
-    from diffusion.registry import methods as registered
+    from diffusion.io.output import write_generation
+    from diffusion.io.passes import PassesFolder
+    from diffusion.registry import entries, get_method
 
     budget = budget or Budget()
     dataset = Path(dataset_dir)
@@ -220,7 +184,7 @@ def run_harness(dataset_dir: str | Path, out_dir: str | Path, methods: list[str]
             raise UserError(out, "is not empty and not a harness output; not touching it")
         shutil.rmtree(out)
     out.mkdir(parents=True, exist_ok=True)
-    available = [RETRIEVAL] + sorted(registered())
+    available = [RETRIEVAL] + sorted(entries())
     chosen = methods or available
     unknown = sorted(set(chosen) - set(available))
     if unknown:
@@ -233,10 +197,11 @@ def run_harness(dataset_dir: str | Path, out_dir: str | Path, methods: list[str]
     for name in chosen:
         if name == RETRIEVAL:
             rows.append(_retrieval_row(train_dirs))
-        elif name in RECIPES:
-            rows += RECIPES[name](budget, train_dirs, out / "training", seed, size)
         else:
-            skipped[name] = "no training recipe in the benchmark harness"
+            method_rows = get_method(name).bench_rows(budget, train_dirs, out / "training" / name, seed, size)
+            rows += method_rows
+            if not method_rows:
+                skipped[name] = "the method defines no benchmark rows"
 
     names = [r.name for r in rows]
     generate_seconds = {r.name: 0.0 for r in rows}

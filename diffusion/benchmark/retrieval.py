@@ -21,8 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
-from diffusion.passes import PassesFolder
-from diffusion.registry import Generation
+from diffusion.io.passes import PassesFolder
+from diffusion.io.output import Generation
 
 MISSING = 0.5
 KEYPOINTS = "openpose18"

@@ -14,7 +14,7 @@ import numpy as np
 from diffusion.evaluation import image_metrics as im
 from diffusion.evaluation import temporal_metrics as tm
 from diffusion.evaluation.inputs import GroundTruth, prediction_frames
-from diffusion.passes import read_rgb
+from diffusion.io.passes import read_rgb
 from motion.errors import UserError
 from motion.progress import progress
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from diffusion.passes import PassesFolder, read_rgb
+from diffusion.io.passes import PassesFolder, read_rgb
 from motion.errors import UserError
 from render.meta import frame_path
 

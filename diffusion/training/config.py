@@ -1,38 +1,37 @@
-"""The ControlNet training config (YAML), checked with pydantic: unknown keys and bad values are
-one-line UserErrors naming the file and the field. Relative paths are relative to the config file."""
+"""Training configs (YAML), checked with pydantic: unknown keys and bad values are one-line UserErrors
+naming the file and the field. Relative paths are relative to the config file.
+
+``TrainConfig`` holds what the shared trainer needs (optimiser, schedule, precision, checkpoints,
+seed, validation); each recipe's config extends it with its data and models.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from diffusion.models import SD15
+from diffusion.sampling.settings import SD15
 from motion.errors import UserError
 
 # diffusers.optimization.get_scheduler names (piecewise_constant needs step rules: not offered).
 LR_SCHEDULERS = ("constant", "constant_with_warmup", "linear", "cosine", "cosine_with_restarts", "polynomial")
-# Fields a resumed run must share with the run that wrote the checkpoint (they shape weights or data order).
-RESUME_FIXED = ("data", "passes", "target", "resolution", "model", "controlnet", "batch_size",
-                "gradient_accumulation", "seed")
 
 
-class TrainControlNetConfig(BaseModel):
-    """Everything ``avatarcine train controlnet`` needs; defaults follow diffusers' ControlNet example."""
+class TrainConfig(BaseModel):
+    """The shared trainer's settings; defaults follow diffusers' training examples."""
 
-    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+    model_config = ConfigDict(extra="forbid", protected_namespaces=(), allow_inf_nan=False)
+    # field -> keyword that stays as written (None: always a path); made absolute by ``load_config``
+    PATHS: ClassVar[dict[str, str | None]] = {"data": None, "output": None}
+    # fields a resumed run must share with the run that wrote the checkpoint (they shape weights or data order)
+    RESUME_FIXED: ClassVar[tuple[str, ...]] = ("data", "batch_size", "gradient_accumulation", "seed")
 
-    data: list[str] = Field(min_length=1, description="passes folders rendered with the rgb pass")
-    passes: list[str] = Field(min_length=1, description="condition passes stacked on channels (names or kinds)")
-    target: str = Field("rgb", description="pass the ControlNet learns to produce")
-    prompt: str = Field("", description="caption for frames whose meta.json has none")
-    resolution: int | tuple[int, int] = Field(512, description="training size: N or [W, H], multiples of 8")
-    model: str = Field(SD15, description="SD 1.5-family base: hub id, folder, .safetensors, or tiny")
-    controlnet: str = Field("unet", description="init: `unet` (from_unet) or a ControlNet id/folder/kind")
-    output: str = Field(description="output folder: checkpoints, log, final controlnet/")
+    data: list[str] = Field(min_length=1, description="passes folders rendered with the target pass")
+    output: str = Field(description="output folder: checkpoints, log, final weights")
     steps: int = Field(1000, ge=1, description="optimizer steps in all")
-    batch_size: int = Field(4, ge=1, description="frames per batch and process")
+    batch_size: int = Field(4, ge=1, description="items per batch and process")
     learning_rate: float = Field(1e-5, gt=0)
     lr_scheduler: Literal[LR_SCHEDULERS] = "constant_with_warmup"  # type: ignore[valid-type]
     warmup_steps: int = Field(0, ge=0)
@@ -47,8 +46,20 @@ class TrainControlNetConfig(BaseModel):
     seed: int = Field(0, ge=0)
     checkpoint_every: int = Field(500, ge=1, description="save a resumable checkpoint every N steps")
     checkpoints_total_limit: int | None = Field(None, ge=1, description="keep only the newest N checkpoints")
+    validate_every: int | None = Field(None, ge=1, description="write validation images every N steps")
     num_workers: int = Field(0, ge=0, description="DataLoader worker processes")
     resume: bool | str = Field(False, description="true: newest checkpoint in output; or a checkpoint folder")
+
+
+class ImageTrainConfig(TrainConfig):
+    """Recipes that train on SD 1.5-family images of a given size."""
+
+    PATHS: ClassVar[dict[str, str | None]] = {**TrainConfig.PATHS, "model": "tiny"}
+    RESUME_FIXED: ClassVar[tuple[str, ...]] = TrainConfig.RESUME_FIXED + ("resolution", "model")
+
+    prompt: str = Field("", description="caption for frames whose meta.json has none")
+    resolution: int | tuple[int, int] = Field(512, description="training size: N or [W, H], multiples of 8")
+    model: str = Field(SD15, description="SD 1.5-family base: hub id, folder, .safetensors, or tiny")
 
     @field_validator("resolution")
     @classmethod
@@ -69,8 +80,8 @@ def _absolute(value: str, base: Path) -> str:
     return str(path if path.is_absolute() else (base / path).resolve())
 
 
-def load_config(path: str | Path) -> TrainControlNetConfig:
-    """Read and check a YAML config; paths made absolute relative to the config's folder."""
+def load_config(path: str | Path, cls: type[TrainConfig]) -> TrainConfig:
+    """Read and check a YAML config; path fields made absolute relative to the config's folder."""
     import yaml
 
     path = Path(path)
@@ -83,16 +94,20 @@ def load_config(path: str | Path) -> TrainControlNetConfig:
     if not isinstance(data, dict):
         raise UserError(path, "expected a mapping of settings at the top level")
     try:
-        config = TrainControlNetConfig(**data)
+        config = cls(**data)
     except ValidationError as exc:
         problems = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'config'}: {e['msg']}" for e in exc.errors())
         raise UserError(path, problems) from None
     base = path.resolve().parent
-    updates = {"data": [_absolute(d, base) for d in config.data], "output": _absolute(config.output, base)}
-    for key, keyword in (("model", "tiny"), ("controlnet", "unet")):  # hub ids and keywords stay as written
+    updates = {}
+    for key, keyword in cls.PATHS.items():
         value = getattr(config, key)
-        if value.startswith((".", "/", "~")) or (value != keyword and (base / value).exists()):
+        if isinstance(value, list):
+            updates[key] = [_absolute(v, base) for v in value]
+        elif keyword is None:
             updates[key] = _absolute(value, base)
+        elif value.startswith((".", "/", "~")) or (value != keyword and (base / value).exists()):
+            updates[key] = _absolute(value, base)  # hub ids and keywords stay as written
     if isinstance(config.resume, str):
         updates["resume"] = _absolute(config.resume, base)
     return config.model_copy(update=updates)

@@ -1,11 +1,19 @@
-"""Overlapping frame windows and per-frame blending weights (Make-Your-Anchor Algorithm 1)."""
+"""Overlapping frame windows and how their predictions combine per frame.
+
+Make-Your-Anchor Algorithm 1 averages the windows covering a frame (``uniform``); ``triangular``
+weights a window's frames by ``min(j + 1, length - j)`` so frames near a window's edge count less
+(MimicMotion-style); ``previous`` keeps, for frames two windows share, the prediction of the earlier
+window (our reading of Follow Your Pose's rule "the overlap's latents are taken from the previous
+window at every step": with one scheduler step per timestep for the whole clip, taking the earlier
+window's noise prediction gives exactly the earlier window's latents on the overlap).
+"""
 
 from __future__ import annotations
 
 import numpy as np
 import torch
 
-WEIGHTINGS = ("uniform", "triangular")
+from diffusion.sampling.settings import WEIGHTINGS
 
 
 def window_spans(frames: int, window: int | None, overlap: int = 0) -> list[tuple[int, int]]:
@@ -31,9 +39,8 @@ def window_spans(frames: int, window: int | None, overlap: int = 0) -> list[tupl
 
 
 def frame_weights(length: int, weighting: str = "uniform") -> torch.Tensor:
-    """Weights of the frames inside one window: uniform (Algorithm 1: plain average) or triangular
-    (``min(j + 1, length - j)``: frames near a window's edge count less where windows overlap)."""
-    if weighting == "uniform":
+    """Weights of the frames inside one window (``previous``: 1, the accumulator drops shared frames)."""
+    if weighting in ("uniform", "previous"):
         return torch.ones(length)
     if weighting == "triangular":
         j = torch.arange(length, dtype=torch.float32)
@@ -42,10 +49,13 @@ def frame_weights(length: int, weighting: str = "uniform") -> torch.Tensor:
 
 
 def frame_weight_totals(frames: int, spans: list[tuple[int, int]], weighting: str = "uniform") -> np.ndarray:
-    """Per-frame sum of window weights (for uniform weights: how many windows cover each frame)."""
+    """Per-frame sum of window weights (uniform: how many windows cover each frame; previous: 1)."""
     total = np.zeros(frames, dtype=np.float64)
     for start, stop in spans:
-        total[start:stop] += frame_weights(stop - start, weighting).double().numpy()
+        weights = frame_weights(stop - start, weighting).double().numpy()
+        if weighting == "previous":
+            weights = weights * (total[start:stop] == 0)
+        total[start:stop] += weights
     return total
 
 
@@ -61,6 +71,8 @@ class OverlapAccumulator:
 
     def add(self, start: int, stop: int, prediction: torch.Tensor) -> None:
         w = frame_weights(stop - start, self.weighting).to(self.sum.device)
+        if self.weighting == "previous":
+            w = w * (self.weight[start:stop] == 0)
         self.sum[start:stop] += prediction.float() * w.view(-1, *([1] * (prediction.ndim - 1)))
         self.weight[start:stop] += w
 

@@ -19,7 +19,7 @@ import cv2
 import numpy as np
 import torch
 
-from diffusion.passes import PassesFolder
+from diffusion.io.passes import PassesFolder
 from motion.errors import UserError
 from render.depthmap import depth_range, encode_depth, meta_depth_range
 
@@ -96,8 +96,10 @@ class ConditionSequence:
 
     def window(self, start: int, stop: int, device: torch.device | str = "cpu",
                dtype: torch.dtype = torch.float32) -> torch.Tensor:
-        """Frames [start, stop) as a (F, C, H, W) tensor in [0, 1]."""
-        x = torch.from_numpy(np.ascontiguousarray(self.frames[start:stop])).permute(0, 3, 1, 2)
+        """Frames [start, stop) as a contiguous (F, C, H, W) tensor in [0, 1]. Contiguous NCHW, as
+        diffusers' image processor gives it: a channels-last view makes convolutions pick other kernels,
+        whose rounding differs on some CPUs (AVX2) from the pipeline's."""
+        x = torch.from_numpy(np.ascontiguousarray(self.frames[start:stop])).permute(0, 3, 1, 2).contiguous()
         return (x.to(device=device, dtype=torch.float32) / 255.0).to(dtype)
 
     def preview(self, index: int) -> np.ndarray:

@@ -1,0 +1,240 @@
+"""The shared run: what every method does to turn a passes folder into frames.
+
+1. frame the passes (the first ``max_frames``; one resize + centre crop for every pass),
+2. make the initial noise (CPU generator, the clip's share of common noise),
+3. sample with the window loop (joint overlapped windows, or window by window for autoregressive
+   methods), with the method's attention processors installed and a fixed background if asked,
+4. decode, composite onto the background, post-process (e.g. face enhancement),
+5. return a ``Generation`` with the run record.
+
+A method (:class:`Method`) supplies its settings class, its components (``load``) and its denoiser
+(what one model evaluation does for a window: :class:`Denoiser`), plus hooks where it needs them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import hashlib
+import platform
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from diffusion.attention.install import FrameInfo, processors
+from diffusion.io.conditioning import Framing, load_mask
+from diffusion.io.output import Generation
+from diffusion.io.passes import PassesFolder, read_rgb
+from diffusion.loaders.common import Components
+from diffusion.sampling.background import BackgroundLock, composite, latent_keep
+from diffusion.sampling.latents import decode_frames, encode_image
+from diffusion.sampling.loop import overlapped_denoise, sequential_denoise, step_kwargs
+from diffusion.sampling.noise import initial_noise
+from diffusion.sampling.settings import (BackgroundSettings, FramingSettings, OutputSettings, Settings,
+                                         TemporalSettings, TextSettings)
+from diffusion.sampling.windows import window_spans
+from motion.errors import UserError
+
+DECODE_CHUNK = 16  # frames per VAE decode when the method has no window
+
+
+class Denoiser(ABC):
+    """Guided noise prediction for a window of frames; counts model evaluations for the record."""
+
+    evaluations = 0  # denoiser-network evaluations (one per frame per guidance branch)
+
+    @abstractmethod
+    def __call__(self, latents: torch.Tensor, t: torch.Tensor, step: int, start: int, stop: int) -> torch.Tensor:
+        """Noise prediction for ``latents`` = frames ``[start, stop)`` of the clip at timestep ``t``."""
+
+
+@dataclass
+class Run:
+    """One generation in progress: inputs, framing, and what hooks share."""
+
+    method: "Method"
+    passes: PassesFolder
+    settings: Settings
+    components: Components
+    indices: list[int]
+    framing: Framing
+    generator: torch.Generator
+    denoiser: Denoiser | None = None
+    framed: set = field(default_factory=set)   # ids of models whose attention takes FrameInfo
+    record: dict = field(default_factory=dict)  # method-specific record entries
+
+    def frame_kwargs(self, model: torch.nn.Module, frames: int, start: int, **extra) -> dict:
+        """``cross_attention_kwargs`` for a call of ``model`` on ``frames`` frames from ``start``
+        (empty when no frame-aware processor is installed on it)."""
+        if id(model) not in self.framed:
+            return {}
+        return {"cross_attention_kwargs": FrameInfo(frames, start, extra).kwargs()}
+
+    @property
+    def latent_size(self) -> tuple[int, int]:
+        factor = self.components.vae_scale_factor
+        return self.framing.size[1] // factor, self.framing.size[0] // factor
+
+
+class Method(ABC):
+    """A diffusion method on the shared run. Subclasses set ``name``, ``summary``, ``Settings`` and
+    implement ``load`` and ``denoiser``; the hooks below have defaults that do nothing special."""
+
+    name: str
+    summary: str
+    Settings: type[Settings]
+    sequential = False  # True: windows are denoised one after the other (autoregressive methods)
+
+    def settings(self, **values) -> Settings:
+        return self.Settings(**values)
+
+    def check_inputs(self, settings: Settings, passes: PassesFolder) -> None:
+        """Refuse what this method cannot use, before any model loads (cheap checks only)."""
+        if isinstance(settings, TextSettings) and not settings.prompt:
+            raise UserError("--prompt", "a text prompt is required")
+        if isinstance(settings, BackgroundSettings) and settings.background:
+            passes.resolve(settings.mask_pass)
+            if settings.background != "first":
+                read_rgb(settings.background, "background image")
+
+    @abstractmethod
+    def load(self, settings: Settings) -> Components:
+        """The models this method runs with, on the settings' device and dtype."""
+
+    @abstractmethod
+    def denoiser(self, run: Run) -> Denoiser:
+        """The window denoiser for this run (conditions are read here, once)."""
+
+    def attention(self, run: Run) -> list[tuple[torch.nn.Module, dict]]:
+        """(model, install rules) pairs: processors installed while sampling (``attention.install``)."""
+        return []
+
+    def spans(self, run: Run) -> list[tuple[int, int]]:
+        """The frame windows: the temporal settings' overlapping windows, or one window."""
+        s, n = run.settings, len(run.indices)
+        if isinstance(s, TemporalSettings):
+            return window_spans(n, s.window, s.overlap if s.window else 0)
+        return [(0, n)]
+
+    def initial_latents(self, run: Run, noise: torch.Tensor) -> torch.Tensor:
+        """The latents sampling starts from (e.g. an inverted source image instead of noise)."""
+        return noise * run.components.scheduler.init_noise_sigma
+
+    def after_window(self, run: Run, start: int, stop: int, latents: torch.Tensor) -> None:
+        """Sequential methods: frames ``[start, stop)`` are finished (e.g. condition the next on them)."""
+
+    def postprocess(self, run: Run, frames: np.ndarray) -> np.ndarray:
+        """Decoded, composited frames -> final frames (e.g. face enhancement)."""
+        return frames
+
+    def preview(self, run: Run) -> np.ndarray:
+        """(N, H, W, 3) uint8 picture of each frame's condition (left half of side_by_side.mp4)."""
+        return np.zeros((len(run.indices), run.framing.size[1], run.framing.size[0], 3), np.uint8)
+
+    def run(self, passes: PassesFolder, settings: Settings, components: Components) -> Generation:
+        return generate(self, passes, settings, components)
+
+    def bench_rows(self, budget, train_dirs: list[Path], work: Path, seed: int, size: int) -> list:
+        """Rows of ``avatarcine bench methods`` (``diffusion.benchmark.harness.Row``): train within
+        ``budget`` on ``train_dirs`` (scratch space ``work``), then generate. None by default."""
+        return []
+
+
+def _framing(passes: PassesFolder, s: Settings, c: Components) -> tuple[list[int], Framing]:
+    indices = passes.indices
+    if isinstance(s, FramingSettings):
+        indices = indices[: s.max_frames] if s.max_frames else indices
+        size = (s.width or passes.resolution[0], s.height or passes.resolution[1]) if (s.width or s.height) else None
+    else:
+        size = None
+    return indices, Framing.cover(passes.resolution, size, multiple=c.vae_scale_factor)
+
+
+def _sample(run: Run, noise: torch.Tensor, lock: BackgroundLock | None = None) -> tuple[torch.Tensor, dict]:
+    """Denoise ``noise`` (the first ``len(noise)`` frames of the clip) with the method's windows."""
+    method, s, c = run.method, run.settings, run.components
+    c.scheduler.set_timesteps(s.steps, device=c.device)
+    timesteps = c.scheduler.timesteps
+    latents = method.initial_latents(run, noise)
+    spans = method.spans(run) if len(noise) == len(run.indices) else window_spans(len(noise), None)
+    extra = step_kwargs(c.scheduler, run.generator, getattr(s, "eta", 0.0))
+    with contextlib.ExitStack() as stack:
+        for model, rules in method.attention(run):
+            if stack.enter_context(processors(model, rules)):
+                run.framed.add(id(model))
+        if method.sequential:
+            latents = sequential_denoise(latents, c.scheduler, timesteps, run.denoiser, spans, extra_step=extra,
+                                         after_step=lock, after_window=lambda a, b, z: method.after_window(run, a, b, z))
+        else:
+            weighting = s.weighting if isinstance(s, TemporalSettings) else "uniform"
+            latents = overlapped_denoise(latents, c.scheduler, timesteps, run.denoiser, spans, weighting=weighting,
+                                         extra_step=extra, after_step=lock)
+    run.framed.clear()
+    return latents, {"timesteps": [int(t) for t in timesteps], "windows": spans}
+
+
+def _background(run: Run, noise: torch.Tensor) -> tuple[BackgroundLock, np.ndarray, np.ndarray]:
+    """(the lock, the background image, actor coverage per frame) for ``--background``."""
+    s, c, framing = run.settings, run.components, run.framing
+    factor = c.vae_scale_factor
+    actor = load_mask(run.passes, run.indices, framing, s.mask_pass)
+    if s.background == "first":
+        clean, _ = _sample(run, noise[:1])
+        background = decode_frames(c, clean, 1)[0]
+        actor = np.maximum(actor, actor[:1])  # behind frame 0's actor the plate is unknown: leave it free
+    else:
+        image = np.rint(read_rgb(s.background, "background image") * 255.0).astype(np.uint8)
+        background = Framing.cover((image.shape[1], image.shape[0]), framing.size, factor).image(image)
+        clean = encode_image(c, np.ascontiguousarray(background))
+    keep = latent_keep(actor, factor, c.device).to(noise.dtype)
+    return BackgroundLock(c.scheduler, clean.to(noise.dtype), keep, noise), background, actor
+
+
+def generate(method: Method, passes: PassesFolder, s: Settings, c: Components) -> Generation:
+    """Generate every frame of ``passes`` (or the first ``max_frames``) with ``method``."""
+    indices, framing = _framing(passes, s, c)
+    run = Run(method, passes, s, c, indices, framing, torch.Generator("cpu").manual_seed(s.seed))
+    run.denoiser = method.denoiser(run)
+    h, w = run.latent_size
+    shared = s.shared_noise if isinstance(s, TemporalSettings) else 0.0
+    noise = initial_noise(len(indices), (c.latent_channels, h, w), run.generator, shared=shared, device=c.device,
+                          dtype=c.unet.dtype)
+    lock = background = actor = None
+    if isinstance(s, BackgroundSettings) and s.background:
+        lock, background, actor = _background(run, noise)
+    latents, info = _sample(run, noise, lock)
+    window = getattr(s, "window", None)
+    frames = decode_frames(c, latents, window or DECODE_CHUNK)
+    if lock is not None:
+        frames = composite(frames, background, actor, c.vae_scale_factor)
+    frames = method.postprocess(run, frames)
+    record = {
+        "method": method.name,
+        "settings": s.to_dict(),
+        "models": c.sources,
+        "device": str(c.device), "dtype": str(c.dtype).replace("torch.", ""),
+        "passes": {"folder": str(passes.root.resolve()), "meta_sha256": _sha256(passes.root / "meta.json"),
+                   "frames": [indices[0], indices[-1]], "count": len(indices)},
+        "framing": dataclasses.asdict(framing),
+        "sampling": {**info, "unet_evaluations": run.denoiser.evaluations, "noise": "CPU torch.Generator(seed)"},
+        **run.record,
+        "versions": versions(),
+    }
+    output = s if isinstance(s, OutputSettings) else OutputSettings()
+    return Generation(frames=frames, condition_preview=method.preview(run), fps=output.fps or passes.fps,
+                      indices=indices, record=record, latents=latents.cpu(), side_by_side=output.side_by_side)
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def versions() -> dict:
+    """Library versions for run records."""
+    import diffusers
+    import transformers
+    return {"python": platform.python_version(), "torch": torch.__version__, "diffusers": diffusers.__version__,
+            "transformers": transformers.__version__}

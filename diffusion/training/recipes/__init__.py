@@ -1,0 +1,1 @@
+"""Training recipes: what one method trains (models, trainable parameters, loss, data) on the shared trainer."""
