@@ -1,7 +1,7 @@
 """``avatarcine bench generate``: seconds per frame and peak memory against clip length for any method
-(its default settings), and for the ControlNet method the cost of our sampling loop against diffusers'
-own per-frame pipeline at equal UNet evaluations. ``avatarcine bench train-controlnet``: training
-steps per second.
+(its default settings), and the method's ``bench_variants`` (e.g. attention modes at equal UNet
+evaluations) side by side at 64 frames; for the ControlNet method also diffusers' own per-frame
+pipeline. ``avatarcine bench train-controlnet``: training steps per second.
 
 Each measurement runs in a fresh spawned process; peak memory is the resident set sampled during
 the run (Linux), reported with its increase over the resident set before the run. Inputs: the tiny
@@ -87,56 +87,65 @@ def _measure_length(method: str, model: str, passes_dir: str, frames: int, steps
             "peak_increase_mb": round(mem.peak - mem.start, 1)}
 
 
-def _measure_overhead(model: str, passes_dir: str, frames: int, steps: int, device: str | None,
-                      threads: int | None, repeats: int = 5) -> dict:
-    """Ours (windows of 16, no overlap: same UNet evaluations) vs diffusers' pipeline on batches of 16."""
+def _diffusers_reference(c, passes, frames: int, steps: int):
+    """diffusers' own ``StableDiffusionControlNetPipeline`` on batches of 16 frames (the ControlNet method's
+    per-frame mode computes the same): a callable returning its UNet evaluations."""
     import torch
     from diffusers import StableDiffusionControlNetPipeline
 
     from diffusion.io.conditioning import Framing, load_condition
-    from diffusion.io.passes import PassesFolder
     from diffusion.loaders.schedulers import make_scheduler
 
-    if threads:
-        torch.set_num_threads(threads)
-    passes = PassesFolder.open(passes_dir)
-    variants = {"ours_per_frame": dict(attention="none", window=16, overlap=0),
-                "ours_window_attention": dict(attention="window", window=16, overlap=0),
-                "ours_cross_frame_attention": dict(attention="cross-frame", window=16, overlap=0)}
-    m, s = _settings("controlnet", model, frames, steps, device)
-    c = m.load(s)
     pipe = StableDiffusionControlNetPipeline(
         vae=c.vae, text_encoder=c.text_encoder, tokenizer=c.tokenizer, unet=c.unet, controlnet=c.controlnets[0],
         scheduler=make_scheduler("ddim", c.scheduler.config), safety_checker=None, feature_extractor=None,
         requires_safety_checker=False)
     pipe.set_progress_bar_config(disable=True)
-    indices = passes.indices[:frames]
-    cond = load_condition(passes, ["openpose"], indices, Framing.cover(passes.resolution, None, 8), 3)
+    cond = load_condition(passes, ["openpose"], passes.indices[:frames], Framing.cover(passes.resolution, None, 8), 3)
 
-    def diffusers_run():
+    def run() -> int:
         for start in range(0, frames, 16):
             n = min(16, frames - start)
             pipe([PROMPT] * n, image=cond.window(start, start + n, c.device, c.dtype), negative_prompt=["blurry"] * n,
                  num_inference_steps=steps, guidance_scale=5.0, generator=torch.Generator().manual_seed(0),
                  output_type="np")
+        return frames * 2 * steps
+    return run
 
-    timings, evaluations = {"diffusers_pipeline": []}, {"diffusers_pipeline": frames * 2 * steps}
+
+def _measure_variants(method: str, model: str, passes_dir: str, frames: int, steps: int, device: str | None,
+                      threads: int | None, repeats: int = 5) -> dict:
+    """The method's ``bench_variants`` (settings overrides) timed side by side, interleaved, in one process
+    (ControlNet: also diffusers' pipeline); ratios to the first variant."""
+    import torch
+
+    from diffusion.io.passes import PassesFolder
+
+    if threads:
+        torch.set_num_threads(threads)
+    passes = PassesFolder.open(passes_dir)
+    m, base = _settings(method, model, frames, steps, device)
+    c = m.load(base)
+    timed = {}
+    for name, overrides in m.bench_variants().items():
+        _, s = _settings(method, model, frames, steps, device, **overrides)
+        timed[name] = lambda s=s: m.run(passes, s, c).record["sampling"]["unet_evaluations"]
+    if method == "controlnet":
+        timed["diffusers_pipeline"] = _diffusers_reference(c, passes, frames, steps)
+    timings, evaluations = {name: [] for name in timed}, {}
     for _ in range(repeats):
-        t = time.perf_counter()
-        diffusers_run()
-        timings["diffusers_pipeline"].append(time.perf_counter() - t)
-        for name, temporal in variants.items():
-            _, s = _settings("controlnet", model, frames, steps, device, shared_noise=0.0, **temporal)
+        for name, run in timed.items():
             t = time.perf_counter()
-            gen = m.run(passes, s, c)
-            timings.setdefault(name, []).append(time.perf_counter() - t)
-            evaluations[name] = gen.record["sampling"]["unet_evaluations"]
+            evaluations[name] = run()
+            timings[name].append(time.perf_counter() - t)
     best = {name: min(v) for name, v in timings.items()}
     median = {name: statistics.median(v) for name, v in timings.items()}
+    first = next(iter(timed))
     return {"frames": frames, "repeats": repeats, "best_seconds": {k: round(v, 3) for k, v in best.items()},
-            "unet_evaluations": evaluations,
-            "ratio_to_diffusers_best": {k: round(v / best["diffusers_pipeline"], 3) for k, v in best.items()},
-            "ratio_to_diffusers_median": {k: round(v / median["diffusers_pipeline"], 3) for k, v in median.items()}}
+            "seconds_per_frame": {k: round(v / frames, 4) for k, v in best.items()},
+            "unet_evaluations": evaluations, "ratio_to": first,
+            "ratio_best": {k: round(v / best[first], 3) for k, v in best.items()},
+            "ratio_median": {k: round(v / median[first], 3) for k, v in median.items()}}
 
 
 def run_bench(lengths: list[int], size: int = 64, steps: int = 2, model: str = "tiny",
@@ -158,15 +167,16 @@ def run_bench(lengths: list[int], size: int = 64, steps: int = 2, model: str = "
         for n in lengths:
             with ProcessPoolExecutor(1, mp_context=spawn) as pool:
                 rows.append(pool.submit(_measure_length, method, model, passes_dir, n, steps, device, threads).result())
-        overhead = None
-        if method == "controlnet":
+        variants = None
+        if get_method(method).bench_variants():
             with ProcessPoolExecutor(1, mp_context=spawn) as pool:
-                overhead = pool.submit(_measure_overhead, model, passes_dir, 64, steps, device, threads).result()
+                variants = pool.submit(_measure_variants, method, model, passes_dir, 64, steps, device,
+                                       threads).result()
     import torch
     figures = {"method": method, "model": model, "size": [size, size], "steps": steps,
                "torch_threads": threads or torch.get_num_threads(), "lengths": rows}
-    if overhead is not None:
-        figures["overhead_vs_diffusers"] = overhead
+    if variants is not None:
+        figures["variants"] = variants
     return figures
 
 

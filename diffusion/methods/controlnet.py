@@ -62,6 +62,12 @@ class ControlNetMethod(Method):
         conditions = run.denoiser.conditions
         return condition_preview(run, conditions) if conditions else super().preview(run)
 
+    def bench_variants(self):
+        """Per-frame against the two frame-attention modes at equal UNet evaluations (windows of 16, no overlap)."""
+        return {name: dict(attention=attention, window=16, overlap=0, shared_noise=0.0)
+                for name, attention in (("per_frame", "none"), ("window_attention", "window"),
+                                        ("cross_frame_attention", "cross-frame"))}
+
     def bench_rows(self, budget, train_dirs, work, seed, size):
         """``controlnet-pretrained (per-frame)``: the base's stock ControlNet for the condition kind (tiny
         base: the random tiny one), frames independent: the floor a fine-tuned model should rise above;

@@ -137,6 +137,10 @@ class Method(ABC):
     def run(self, passes: PassesFolder, settings: Settings, components: Components) -> Generation:
         return generate(self, passes, settings, components)
 
+    def bench_variants(self) -> dict[str, dict]:
+        """Settings overrides ``avatarcine bench generate`` times side by side (first = the reference)."""
+        return {}
+
     def bench_rows(self, budget, train_dirs: list[Path], work: Path, seed: int, size: int) -> list:
         """Rows of ``avatarcine bench methods`` (``diffusion.benchmark.harness.Row``): train within
         ``budget`` on ``train_dirs`` (scratch space ``work``), then generate. None by default."""
