@@ -31,8 +31,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _files() -> list[tuple[Path, str]]:
-    out = [(REPO / "blender_addon" / "__init__.py", "__init__.py"),
-           (REPO / "blender_addon" / "blender_manifest.toml", "blender_manifest.toml")]
+    out = [(REPO / "blender_addon" / name, name) for name in ("__init__.py", "panel.py", "blender_manifest.toml")]
     out += [(REPO / "motion" / f"{m}.py", f"motion/{m}.py") for m in MOTION_MODULES]
     out += [(p, f"render/{p.name}") for p in sorted((REPO / "render").glob("*.py")) if p.name != "bench.py"]
     return out

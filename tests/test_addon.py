@@ -45,6 +45,7 @@ def test_panel_settings_render_in_background(tmp_path):
     bpy = pytest.importorskip("bpy")
     from _render_util import tube_avatar, wave_motion, write_actor
     import blender_addon
+    from blender_addon import panel
 
     bpy.ops.wm.read_factory_settings(use_empty=True)
     blender_addon.register()
@@ -55,10 +56,10 @@ def test_panel_settings_render_in_background(tmp_path):
         s.avatar, s.motion = str(tmp_path / actor["avatar"]), str(tmp_path / actor["motion"])
         s.width, s.height, s.camera = 32, 32, "static"
         s.pass_skeleton = False
-        scene = blender_addon.scene_from_settings(s)
+        scene = panel.scene_from_settings(s)
         assert scene["passes"] == ["mesh", "normal", "depth", "semantic", "mask"]
         (tmp_path / "scene.json").write_text(json.dumps(scene))
-        cmd = blender_addon.render_command(tmp_path / "scene.json", tmp_path / "out", tmp_path / "out" / "s.blend")
+        cmd = panel.render_command(tmp_path / "scene.json", tmp_path / "out", tmp_path / "out" / "s.blend")
         run = subprocess.run(cmd + ["--no-previews"], capture_output=True, text=True)
         assert run.returncode == 0, run.stderr[-1500:]
         meta = json.loads((tmp_path / "out" / "meta.json").read_text())
