@@ -60,7 +60,7 @@ def test_constraints_pin_every_pyproject_requirement_within_its_range():
     pyproject = tomllib.loads((REPO / "pyproject.toml").read_text())
     pins = read_pins(CONSTRAINTS.read_text())
     requirements = project_requirements(pyproject)
-    assert len(requirements) >= 20 and {"smpl", "dev"} <= set(pyproject["project"]["optional-dependencies"])
+    assert len(requirements) >= 20 and {"smpl", "dev", "eval"} <= set(pyproject["project"]["optional-dependencies"])
     assert unmet(requirements, pins) == []
     # torch is pinned without the local label, so the pin matches the CPU build as well as the CUDA one
     assert Requirement(f"torch=={pins['torch']}").specifier.contains("2.13.0+cpu")
