@@ -1,5 +1,5 @@
-"""``avatarcine addon build|install``: package the Blender extension (with the numpy-only ``motion``
-and ``render`` packages it runs) and install it into a Blender 4.2+."""
+"""``avatarcine addon build|install``: package the Blender extension (with the modules of ``motion``
+and ``render`` it imports, ``blender_addon.bundle``) and install it into a Blender 4.2+."""
 
 from __future__ import annotations
 
@@ -12,10 +12,7 @@ from pathlib import Path
 
 from motion.errors import UserError
 
-REPO = Path(__file__).resolve().parents[1]
-# What the extension runs inside a stock Blender: render/ and the numpy-only part of motion/.
-MOTION_MODULES = ("__init__", "errors", "fileio", "motion", "asset", "rotations", "skeletons",
-                  "reference_skeleton", "ops", "progress")
+PACKAGES_ROOT = Path(__file__).resolve().parents[1]     # the checkout, or site-packages of an install
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -30,19 +27,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     i.set_defaults(func=cmd_install)
 
 
-def _files() -> list[tuple[Path, str]]:
-    out = [(REPO / "blender_addon" / "__init__.py", "__init__.py"),
-           (REPO / "blender_addon" / "blender_manifest.toml", "blender_manifest.toml")]
-    out += [(REPO / "motion" / f"{m}.py", f"motion/{m}.py") for m in MOTION_MODULES]
-    out += [(p, f"render/{p.name}") for p in sorted((REPO / "render").glob("*.py")) if p.name != "bench.py"]
-    return out
-
-
 def build(output: str | os.PathLike, force: bool = False) -> Path:
+    from blender_addon.bundle import Bundle
     from motion.fileio import atomic_path
+
+    files = Bundle(PACKAGES_ROOT).files()
     with atomic_path(output, force) as tmp:
         with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as zf:
-            for path, arc in _files():
+            for path, arc in files:
                 zf.write(path, arc)
     return Path(output)
 

@@ -103,6 +103,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("demo", help="motion -> avatar passes (orbit camera) -> video, all defaults")
     p.add_argument("-o", "--output", default="avatarcine-demo", help="output folder (default: ./avatarcine-demo)")
     p.add_argument("--force", action="store_true")
+    p.add_argument("--verbose", action="store_true",
+                   help="show Blender's own output (default: OUT/passes/logs/blender.log)")
     p.set_defaults(func=cmd_demo)
 
 
@@ -204,7 +206,7 @@ def cmd_methods(args) -> None:
 def cmd_demo(args) -> None:
     from diffusion.demo import run_demo
 
-    run_demo(args.output, force=args.force)
+    run_demo(args.output, force=args.force, verbose=args.verbose)
 
 
 def cmd_bench(args) -> None:

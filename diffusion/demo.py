@@ -31,8 +31,9 @@ def demo_scene(motion_file: str) -> dict:
     }
 
 
-def run_demo(out: str | os.PathLike, force: bool = False) -> Path:
-    """Run the demo into ``out``; print and return the video's path."""
+def run_demo(out: str | os.PathLike, force: bool = False, verbose: bool = False) -> Path:
+    """Run the demo into ``out``; print and return the video's path. ``verbose`` shows Blender's own
+    output (otherwise in ``OUT/passes/logs/blender.log``)."""
     from diffusion.io.output import VIDEO, write_generation
     from diffusion.io.passes import PassesFolder
     from diffusion.methods.controlnet import METHOD
@@ -46,7 +47,8 @@ def run_demo(out: str | os.PathLike, force: bool = False) -> Path:
     print(f"[1/3] motion: {TEXT!r}, {SECONDS} s at {FPS:g} fps")
     motion_file = generate_motion(TEXT, seconds=SECONDS, fps=FPS).save(out / "motion.npz", force=True)
     print("[2/3] rendering the default avatar (anny) with an orbit camera: " + ", ".join(PASSES))
-    passes_dir = render_scene(demo_scene(str(Path(motion_file).resolve())), out / "passes", force=True)
+    passes_dir = render_scene(demo_scene(str(Path(motion_file).resolve())), out / "passes", force=True,
+                              verbose=verbose)
     print("[3/3] generating with the ControlNet method on the TINY random-weight model "
           "(no trained embedded model yet: the frames show the pipeline working, not photoreal video)")
     settings = METHOD.settings(

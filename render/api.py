@@ -4,7 +4,8 @@ Per frame: one flat Cycles render (all data passes, ``render.engines``), an opti
 the skeleton drawn from keypoints projected with the frame's camera, and a per-frame record
 ``OUT/.frames/<frame>.json`` written last. A frame counts as done when its record exists (every
 file is written to a temporary name and renamed, so an interrupted run leaves no half file and
-loses no finished frame). ``meta.json`` is assembled from the records after every run.
+loses no finished frame). ``meta.json`` is assembled from the records after every run. What Blender
+itself prints goes to ``OUT/logs/blender.log`` (``render.blender_log``) unless ``verbose``.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from motion.progress import progress
 from render import meta as meta_mod
 from render.meta import actor_frame, build_meta, frame_entry, write_meta
 from render.cameras import CameraPath, camera_path
+from render.blender_log import LOG, blender_output_to
 from render.cast import load_actors
 from render.depthmap import encode_depth
 from render.flowviz import flow_to_colour
@@ -118,7 +120,7 @@ def _clear_render(out: Path) -> None:
     ``meshes``, ``previews``); anything else in ``out`` is left alone."""
     from render.previews import PREVIEWS
     owned = encodings(list(ALL_PASSES), {}, {}, (0.1, 1.0), flow_vis=True)
-    for name in [info["dir"] for info in owned.values()] + [FRAMES_DIR, MESHES_DIR, PREVIEWS]:
+    for name in [info["dir"] for info in owned.values()] + [FRAMES_DIR, MESHES_DIR, PREVIEWS, LOG.parts[0]]:
         if (out / name).is_dir():
             shutil.rmtree(out / name)
 
@@ -230,11 +232,12 @@ def _assemble_meta(out: Path, clip: _Clip, enc: dict, groups: dict) -> Path:
 def render_scene(scene: dict | str | os.PathLike, out_dir: str | os.PathLike, frames: tuple[int, int] | None = None,
                  force: bool = False, resume: bool = True, base_dir: str | os.PathLike | None = None,
                  save_blend: str | os.PathLike | None = None, export_meshes: bool = False,
-                 previews: bool = True) -> Path:
+                 previews: bool = True, verbose: bool = False) -> Path:
     """Render ``scene`` (a mapping or a YAML/JSON file) into the passes folder ``out_dir``.
 
     ``frames`` (A, B) inclusive limits the run to part of the clip; frames already complete are
-    skipped when ``resume`` (default), re-rendered when ``force`` (or ``resume=False``).
+    skipped when ``resume`` (default), re-rendered when ``force`` (or ``resume=False``). Blender's
+    own output goes to ``out_dir/logs/blender.log``, or to the terminal when ``verbose``.
     """
     if isinstance(scene, (str, os.PathLike)):
         base = Path(base_dir) if base_dir is not None else Path(scene).resolve().parent
@@ -261,27 +264,34 @@ def render_scene(scene: dict | str | os.PathLike, out_dir: str | os.PathLike, fr
     redo = force or not resume
     todo = [t for t in todo if redo or not _frame_done(out, enc, int(clip.frames[t]), export_meshes)]
     if todo or save_blend:
-        from render.engines import resolve_rgb_engine
-        from render.stage import build_stage, show_rgb_only
-        rgb_engine = resolve_rgb_engine(config["engine"]["rgb"]) if "rgb" in passes else "cycles"
-        stage = build_stage(clip.actors, clip.camera, clip.frames, clip.fps, clip.width, clip.height, clip.floor,
-                            motion_vectors="flow" in passes)
-        show_rgb_only(stage, False)
-        if save_blend:
-            _save_blend(stage, Path(save_blend), force)
-        try:
-            with tempfile.TemporaryDirectory(prefix="avatarcine_render_") as tmp:
-                for t in progress(todo, desc="render", total=len(todo)):
-                    _write_frame(out, clip, t, stage, passes, rgb_engine, groups, Path(tmp) / "flat.exr",
-                                 export_meshes)
-        finally:                       # interrupted or not: meta.json lists every finished frame
-            if any((out / FRAMES_DIR).glob("0*.json")):
-                _assemble_meta(out, clip, enc, groups)
+        with blender_output_to(None if verbose else out / LOG):
+            _render_frames(out, clip, config, todo, groups, enc, force, save_blend, export_meshes)
     else:
         _assemble_meta(out, clip, enc, groups)
     if previews and todo:
         _previews(out)
     return out
+
+
+def _render_frames(out: Path, clip: _Clip, config: dict, todo: list[int], groups: dict, enc: dict, force: bool,
+                   save_blend: str | os.PathLike | None, export_meshes: bool) -> None:
+    """Build the Blender scene, save it if asked, and render the frames ``todo`` (clip indices)."""
+    from render.engines import resolve_rgb_engine
+    from render.stage import build_stage, show_rgb_only
+    passes = config["passes"]
+    rgb_engine = resolve_rgb_engine(config["engine"]["rgb"]) if "rgb" in passes else "cycles"
+    stage = build_stage(clip.actors, clip.camera, clip.frames, clip.fps, clip.width, clip.height, clip.floor,
+                        motion_vectors="flow" in passes)
+    show_rgb_only(stage, False)
+    if save_blend:
+        _save_blend(stage, Path(save_blend), force)
+    try:
+        with tempfile.TemporaryDirectory(prefix="avatarcine_render_") as tmp:
+            for t in progress(todo, desc="render", total=len(todo)):
+                _write_frame(out, clip, t, stage, passes, rgb_engine, groups, Path(tmp) / "flat.exr", export_meshes)
+    finally:                       # interrupted or not: meta.json lists every finished frame
+        if any((out / FRAMES_DIR).glob("0*.json")):
+            _assemble_meta(out, clip, enc, groups)
 
 
 def _save_blend(stage, path: Path, force: bool) -> None:

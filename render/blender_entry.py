@@ -33,6 +33,7 @@ def _args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--save-blend")
     p.add_argument("--export-meshes", action="store_true")
     p.add_argument("--no-previews", dest="previews", action="store_false")
+    p.add_argument("--verbose", action="store_true")
     return p.parse_args(argv)
 
 
@@ -75,10 +76,11 @@ def main(argv: list[str]) -> int:
         if prepare:
             prepared = _prepared_scene(scene, out)
             render_scene(prepared, out, args.frames, force=args.force, save_blend=args.save_blend,
-                         export_meshes=args.export_meshes, previews=args.previews)
+                         export_meshes=args.export_meshes, previews=args.previews, verbose=args.verbose)
         else:
             render_scene(raw, out, args.frames, force=args.force, base_dir=scene.resolve().parent,
-                         save_blend=args.save_blend, export_meshes=args.export_meshes, previews=args.previews)
+                         save_blend=args.save_blend, export_meshes=args.export_meshes, previews=args.previews,
+                         verbose=args.verbose)
     except UserError as exc:
         print(f"avatarcine: error: {exc}", file=sys.stderr)
         return 2

@@ -28,6 +28,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--save-blend", metavar="FILE", help="also save the Blender scene (.blend) for editing")
     p.add_argument("--export-meshes", action="store_true", help="also write OUT/meshes/<frame>.npz posed meshes")
     p.add_argument("--no-previews", dest="previews", action="store_false", help="skip preview videos")
+    p.add_argument("--verbose", action="store_true", help="show Blender's own output (default: OUT/logs/blender.log)")
     p.add_argument("--prepare-only", action="store_true",
                    help="bake/retarget/generate the actors into OUT/.prepared/scene.json and stop "
                         "(used by the blender -b entry)")
@@ -47,7 +48,8 @@ def cmd_render(args) -> int:
     from render.api import render_scene
 
     out = render_scene(args.scene, args.output, frames=args.frames, force=args.force, resume=args.resume,
-                       save_blend=args.save_blend, export_meshes=args.export_meshes, previews=args.previews)
+                       save_blend=args.save_blend, export_meshes=args.export_meshes, previews=args.previews,
+                       verbose=args.verbose)
     print(out)
     return 0
 

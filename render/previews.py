@@ -49,7 +49,7 @@ def _read(path: Path) -> np.ndarray | dict:
     if path.suffix == ".exr":
         from render.exr import read_exr
         return read_exr(path)
-    from diffusion.io.passes import read_image          # the venv's reader: previews need the venv anyway
+    from render.images import read_image
     return read_image(path, "frame file")
 
 

@@ -1,13 +1,15 @@
-"""Pose fidelity math on synthetic detections, and the optional detector's skip path."""
+"""Pose fidelity math on synthetic detections, and the optional detectors' skip paths."""
 
 from __future__ import annotations
 
+import importlib.util
 import math
 
 import numpy as np
 import pytest
 
 from diffusion.evaluation import pose_metrics as pm
+from diffusion.evaluation.mediapipe_pose import mediapipe_missing
 from render.meta import OPENPOSE18
 
 COCO17 = ["nose", "left_eye", "right_eye", "left_ear", "right_ear", "left_shoulder", "right_shoulder",
@@ -58,12 +60,13 @@ def test_mask_iou_hand_computed():
     assert math.isnan(pm.mask_iou(np.zeros((3, 3)), np.zeros((3, 3))))
 
 
-def test_detector_absence_is_reported_not_raised():
-    why = pm.optional_detector_missing()
-    try:
-        import onnxruntime  # noqa: F401
-        import rtmlib  # noqa: F401
-    except ImportError:
-        assert why is not None and "pip install rtmlib onnxruntime" in why
-    else:
+@pytest.mark.parametrize("missing, modules, hint", [
+    (pm.optional_detector_missing, ("onnxruntime", "rtmlib"), "pip install rtmlib onnxruntime"),
+    (mediapipe_missing, ("mediapipe",), "pip install 'avatarcine[eval]'"),
+])
+def test_detector_absence_is_reported_not_raised(missing, modules, hint):
+    why = missing()
+    if all(importlib.util.find_spec(name) for name in modules):
         assert why is None
+    else:
+        assert why is not None and hint in why

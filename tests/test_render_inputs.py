@@ -95,14 +95,14 @@ def test_blender_entry_returns_the_prepare_steps_exit_code(tmp_path):
 
 
 def test_addon_detects_another_render_in_the_output(tmp_path):
-    import blender_addon
+    from blender_addon import panel
     scene = {"fps": 30, "passes": ["mask"]}
-    assert not blender_addon.holds_other_render(tmp_path / "new", scene)
+    assert not panel.holds_other_render(tmp_path / "new", scene)
     (tmp_path / "meta.json").write_text("{}")
-    assert blender_addon.holds_other_render(tmp_path, scene)             # not made by the panel
-    (tmp_path / blender_addon.SCENE_FILE).write_text(json.dumps(scene))
-    assert not blender_addon.holds_other_render(tmp_path, scene)
-    assert blender_addon.holds_other_render(tmp_path, {**scene, "fps": 24})
-    cmd = blender_addon.render_command(tmp_path / "s.json", tmp_path, tmp_path / "s.blend")
+    assert panel.holds_other_render(tmp_path, scene)             # not made by the panel
+    (tmp_path / panel.SCENE_FILE).write_text(json.dumps(scene))
+    assert not panel.holds_other_render(tmp_path, scene)
+    assert panel.holds_other_render(tmp_path, {**scene, "fps": 24})
+    cmd = panel.render_command(tmp_path / "s.json", tmp_path, tmp_path / "s.blend")
     assert "--save-blend" in cmd and "--force" not in cmd
-    assert "--force" in blender_addon.render_command(tmp_path / "s.json", tmp_path, force=True)
+    assert "--force" in panel.render_command(tmp_path / "s.json", tmp_path, force=True)

@@ -24,6 +24,8 @@ def register_bench(bench_sub: argparse._SubParsersAction) -> None:
                    help="also cut motions from this file (any format `avatarcine motion info` reads); repeatable")
     d.add_argument("-o", "--output", required=True, metavar="DIR", help="dataset folder")
     d.add_argument("--force", action="store_true", help="replace an existing dataset of another size/seed")
+    d.add_argument("--verbose", action="store_true",
+                   help="show Blender's own output (default: each clip's logs/blender.log)")
     d.set_defaults(func=cmd_dataset)
 
     m = bench_sub.add_parser(
@@ -58,7 +60,8 @@ def cmd_dataset(args) -> int:
     from diffusion.benchmark.dataset import build_dataset
 
     start = time.perf_counter()
-    manifest = build_dataset(args.output, args.size, args.seed, args.motion_file, force=args.force)
+    manifest = build_dataset(args.output, args.size, args.seed, args.motion_file, force=args.force,
+                             verbose=args.verbose)
     splits = json.loads(manifest.read_text())["splits"]
     counts = ", ".join(f"{name} {len(clips)}" for name, clips in splits.items())
     print(f"dataset {args.size} seed {args.seed}: clips {counts} -> {manifest} ({time.perf_counter() - start:.1f} s)")

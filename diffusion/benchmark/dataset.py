@@ -243,9 +243,10 @@ def _prepare_dir(out: Path, plan: dict, force: bool) -> None:
 
 
 def build_dataset(out_dir: str | Path, size: str = "smoke", seed: int = 0, motion_files: list[str] | None = None,
-                  force: bool = False) -> Path:
+                  force: bool = False, verbose: bool = False) -> Path:
     """Render the dataset of (``size``, ``seed``, ``motion_files``) into ``out_dir``; returns the
-    manifest path. An interrupted build resumes when rerun with the same arguments."""
+    manifest path. An interrupted build resumes when rerun with the same arguments. Blender's own
+    output goes to each clip's ``logs/blender.log``, or to the terminal when ``verbose``."""
     from motion.asset import AvatarAsset
     from motion.motion import Motion
     from motion.ops import place
@@ -280,7 +281,7 @@ def build_dataset(out_dir: str | Path, size: str = "smoke", seed: int = 0, motio
             source = Motion.load(out / "motions" / f"{clip['motion_id']}.npz")
             place(retarget(source, assets[clip["identity_id"]]), (0.0, 0.0), 0.0).save(motion_path)
         save_json(scene_path, _scene(plan, clip, cameras))
-        render_scene(scene_path, out / clip["path"], previews=False)
+        render_scene(scene_path, out / clip["path"], previews=False, verbose=verbose)
     save_json(out / MANIFEST, plan)
     (out / PLAN).unlink()
     return out / MANIFEST

@@ -24,8 +24,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--fvd-net", type=Path, metavar="F",
                    help="TorchScript video feature network for FVD ((N,3,T,H,W) in [0,1] -> (N,D))")
     p.add_argument("--clip-length", type=int, default=16, help="frames per FVD clip (default 16)")
-    p.add_argument("--pose-detector", type=Path, metavar="F",
-                   help="RTMPose/DWPose ONNX model (needs rtmlib + onnxruntime)")
+    p.add_argument("--pose-detector", metavar="F",
+                   help="RTMPose/DWPose ONNX model (needs rtmlib + onnxruntime), or `mediapipe` "
+                        "(MediaPipe Pose, offline, with detection rate and mask IoU: pip install 'avatarcine[eval]')")
     p.add_argument("--segmenter", type=Path, metavar="F",
                    help="TorchScript segmenter ((1,3,H,W) in [0,1] -> foreground probability)")
     p.add_argument("--depth-tolerance", type=float, default=0.05,
@@ -38,6 +39,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run_eval(args: argparse.Namespace) -> int:
     from diffusion.evaluation.evaluate import Networks, evaluate
+    from diffusion.evaluation.mediapipe_pose import MEDIAPIPE
     from diffusion.evaluation.report import REPORT_FILES, markdown_table, write_report
     from motion.errors import UserError
     from motion.fileio import check_writable
@@ -51,7 +53,8 @@ def run_eval(args: argparse.Namespace) -> int:
     if args.output:  # fail before the (long) evaluation, not after it
         for name in REPORT_FILES:
             check_writable(args.output / name, args.force)
-    nets = Networks(args.lpips, args.clip, args.fid_net, args.fvd_net, args.pose_detector, args.segmenter)
+    pose = args.pose_detector if args.pose_detector in (None, MEDIAPIPE) else Path(args.pose_detector)
+    nets = Networks(args.lpips, args.clip, args.fid_net, args.fvd_net, pose, args.segmenter)
     result = evaluate(args.dirs[:-1], args.dirs[-1], nets, args.depth_tolerance, args.clip_length)
     print(markdown_table(result), end="")
     if args.output:

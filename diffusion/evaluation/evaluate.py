@@ -14,7 +14,7 @@ import numpy as np
 from diffusion.evaluation import image_metrics as im
 from diffusion.evaluation import temporal_metrics as tm
 from diffusion.evaluation.inputs import GroundTruth, prediction_frames
-from diffusion.io.passes import read_rgb
+from render.images import read_rgb
 from motion.errors import UserError
 from motion.progress import progress
 
@@ -41,6 +41,7 @@ METRICS = {
     "keypoint_error_px": ("Keypoint error", False, "px"),
     "keypoint_error_norm": ("Keypoint error / box", False, ""),
     "pck": ("PCK@0.1", True, ""),
+    "detection_rate": ("Detection rate", True, ""),
     "mask_iou": ("Mask IoU", True, ""),
 }
 GROUND_TRUTH = "ground truth"   # the reference column: the real video's own temporal statistics
@@ -53,7 +54,7 @@ class Networks:
     clip: Path | None = None
     fid_net: Path | None = None
     fvd_net: Path | None = None
-    pose_detector: Path | None = None
+    pose_detector: Path | str | None = None      # an ONNX model, or "mediapipe"
     segmenter: Path | None = None
 
 
@@ -90,6 +91,7 @@ class _Networks:
 
     def __init__(self, nets: Networks, gt: GroundTruth, n: int, clip_length: int):
         from diffusion.evaluation import feature_metrics as fm
+        from diffusion.evaluation import mediapipe_pose
         from diffusion.evaluation import pose_metrics as pm
 
         self.skipped: dict[str, str] = {}
@@ -100,32 +102,44 @@ class _Networks:
         self.fvd = fm.load_torchscript(nets.fvd_net) if nets.fvd_net else None
         self.segmenter = fm.load_torchscript(nets.segmenter) if nets.segmenter else None
         self.detector = None
-        if nets.pose_detector:
-            why = pm.optional_detector_missing()
-            if not Path(nets.pose_detector).is_file():
-                raise UserError(nets.pose_detector, "no such ONNX pose model")
-            self.detector = None if why else pm.KeypointDetector(nets.pose_detector)
+        mediapipe = nets.pose_detector == mediapipe_pose.MEDIAPIPE
+        if nets.pose_detector is not None:
+            if mediapipe:
+                why, make = mediapipe_pose.mediapipe_missing(), mediapipe_pose.MediaPipePose
+            else:
+                why, make = pm.optional_detector_missing(), lambda: pm.KeypointDetector(nets.pose_detector)
+                if not Path(nets.pose_detector).is_file():
+                    raise UserError(nets.pose_detector, "no such ONNX pose model")
+            self.detector = None if why else make()
             if why:
                 self.skipped["keypoints"] = f"--pose-detector {why}"
+        # mask IoU from the detector's masks when no segmenter is given (MediaPipe segments)
+        self.detector_masks = self.segmenter is None and mediapipe and self.detector is not None
         for key, present, why in (
             ("lpips", self.lpips, "no --lpips weights given"),
             ("clip_i, frame_consistency", self.clip, "no --clip folder given"),
             ("fid", self.fid, "no --fid-net given"),
             ("fvd", self.fvd, "no --fvd-net given"),
-            ("mask_iou", self.segmenter, "no --segmenter given"),
         ):
             if present is None:
                 self.skipped[key] = why
+        if self.segmenter is None and not self.detector_masks:
+            self.skipped["mask_iou"] = "no --segmenter given"
         if nets.pose_detector is None:
             self.skipped["keypoints"] = "no --pose-detector given"
+        elif self.detector is not None and not mediapipe:
+            self.skipped["detection_rate"] = "the ONNX detector is top-down: it finds no persons"
         if self.fid is not None and n < 2:
             self.fid, self.skipped["fid"] = None, "needs at least 2 frames"
         if self.fvd is not None and n < 2 * clip_length:
             self.fvd, self.skipped["fvd"] = None, f"needs at least 2 clips of {clip_length} frames"
-        if self.segmenter is not None and gt.mask_pass is None:
-            self.segmenter, self.skipped["mask_iou"] = None, "ground truth has no mask pass"
+        if (self.segmenter is not None or self.detector_masks) and gt.mask_pass is None:
+            self.segmenter, self.detector_masks = None, False
+            self.skipped["mask_iou"] = "ground truth has no mask pass"
         if self.detector is not None and not any(f.get("actors") for f in gt.meta["frames"]):
             self.detector, self.skipped["keypoints"] = None, "ground truth has no projected keypoints"
+            if self.detector_masks:
+                self.detector_masks, self.skipped["mask_iou"] = False, "ground truth has no projected keypoints"
 
 
 def _keep_features(net: _Networks, s: _Series, rgb: np.ndarray, rgb_u8: np.ndarray, nets: Networks) -> None:
@@ -234,10 +248,15 @@ def evaluate(pred_dirs: list[str | os.PathLike], gt_dir: str | os.PathLike, nets
             if net.segmenter is not None:
                 s.put("mask_iou", t, pm.mask_iou(pm.segment(net.segmenter, pred, nets.segmenter), mask))
             if keypoints:
-                errors = [pm.keypoint_errors(kp, *net.detector.detect(pred_u8, box))
-                          for kp in keypoints.values() if (box := pm.keypoint_box(kp)) is not None]
+                found = [(kp, net.detector.detect(pred_u8, box))
+                         for kp in keypoints.values() if (box := pm.keypoint_box(kp)) is not None]
+                errors = [pm.keypoint_errors(kp, d.keypoints, d.scores) for kp, d in found]
                 for metric in ("keypoint_error_px", "keypoint_error_norm", "pck"):
                     s.put(metric, t, summarise([e[metric] for e in errors]))
+                if found and found[0][1].person is not None:
+                    s.put("detection_rate", t, float(np.mean([d.person for _, d in found])))
+                if found and net.detector_masks:
+                    s.put("mask_iou", t, pm.mask_iou(np.any([d.mask for _, d in found], axis=0), mask))
         prev_gt, prev_depth = gt_rgb, depth
 
     for s in [*series.values(), ref]:

@@ -17,7 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from diffusion.io.passes import PassesFolder, read_rgb
+from diffusion.io.passes import PassesFolder
+from render.images import read_rgb
 from motion.errors import UserError
 from render.meta import frame_path
 

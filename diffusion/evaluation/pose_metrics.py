@@ -8,20 +8,24 @@ at least ``score_threshold``. Reported: mean pixel error over detected visible k
 divided by s, and PCK@alpha = fraction of visible keypoints detected within alpha * s
 (undetected ones are misses), alpha = 0.1.
 
-Detector: an RTMPose / DWPose top-down ONNX model run through rtmlib (``pip install rtmlib
-onnxruntime``; optional, not a dependency). We give it the actor's box from our own keypoints, so
-no person detector is needed. The first 17 outputs are COCO body keypoints (true for RTMPose body
-models and DWPose whole-body models); they are reordered to OpenPose-18 with the neck as the
-shoulders' midpoint.
+Detectors: an RTMPose / DWPose top-down ONNX model run through rtmlib (``pip install rtmlib
+onnxruntime``; optional, not a dependency), or MediaPipe Pose (``diffusion.evaluation.mediapipe_pose``).
+We give either the actor's box from our own keypoints. RTMPose needs no person detector: its first
+17 outputs are COCO body keypoints (true for RTMPose body models and DWPose whole-body models),
+reordered to OpenPose-18 with the neck as the shoulders' midpoint. MediaPipe also says whether it
+found a person in the box (detection rate: the share of ground-truth actors found) and gives the
+person's mask.
 
 Mask IoU: a TorchScript segmenter maps RGB (1, 3, H, W) in [0, 1] to the foreground probability
-(H x W after squeezing); it is thresholded at 0.5 and compared with our mask pass.
+(H x W after squeezing); it is thresholded at 0.5 and compared with our mask pass. Without one,
+MediaPipe's masks of the actors it found (united) are compared instead.
 """
 
 from __future__ import annotations
 
 import math
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -35,6 +39,15 @@ SCORE_THRESHOLD = 0.3
 COCO17 = ["nose", "left_eye", "right_eye", "left_ear", "right_ear", "left_shoulder", "right_shoulder",
           "left_elbow", "right_elbow", "left_wrist", "right_wrist", "left_hip", "right_hip", "left_knee",
           "right_knee", "left_ankle", "right_ankle"]
+
+
+@dataclass
+class Detection:
+    """What a detector returns for one actor's box."""
+    keypoints: np.ndarray                 # (18, 2) OpenPose-18, pixels
+    scores: np.ndarray                    # (18,)
+    person: bool | None = None            # a person found in the box (None: top-down, always answers)
+    mask: np.ndarray | None = None        # (H, W) the person's pixels in the whole frame, when segmented
 
 
 def _openpose18_from_coco17() -> list[tuple[np.ndarray, np.ndarray]]:
@@ -98,12 +111,12 @@ class KeypointDetector:
         height, width = int(shape[2]), int(shape[3])
         self.model = RTMPose(str(path), model_input_size=(width, height), backend="onnxruntime", device="cpu")
 
-    def detect(self, frame_rgb: np.ndarray, box: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def detect(self, frame_rgb: np.ndarray, box: np.ndarray) -> Detection:
         """OpenPose-18 keypoints (18, 2) and scores (18,) of the person in ``box`` (x0, y0, x1, y1)."""
         pad = 0.1 * max(box[2] - box[0], box[3] - box[1])
         padded = [box[0] - pad, box[1] - pad, box[2] + pad, box[3] + pad]
         keypoints, scores = self.model(np.ascontiguousarray(frame_rgb[..., ::-1]), bboxes=[padded])
-        return coco17_to_openpose18(np.asarray(keypoints)[0, :17], np.asarray(scores)[0, :17])
+        return Detection(*coco17_to_openpose18(np.asarray(keypoints)[0, :17], np.asarray(scores)[0, :17]))
 
 
 def optional_detector_missing() -> str | None:

@@ -27,7 +27,8 @@ import torch
 from diffusion.attention.install import FrameInfo, processors
 from diffusion.io.conditioning import Framing, load_mask
 from diffusion.io.output import Generation
-from diffusion.io.passes import PassesFolder, read_rgb
+from diffusion.io.passes import PassesFolder
+from render.images import read_rgb
 from diffusion.loaders.common import Components
 from diffusion.sampling.background import BackgroundLock, composite, latent_keep
 from diffusion.sampling.latents import decode_frames, encode_image
