@@ -46,6 +46,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     _model_args(p)
     p.add_argument("--shape", nargs="*", default=[], metavar="NAME=VALUE",
                    help="anny: gender age muscle weight height proportions (0..1); smpl*: beta0=.. beta9=..")
+    p.add_argument("--rebuild-default", action="store_true",
+                   help="bake the shipped default avatar (clothed Anny, default shape) from scratch")
     p.add_argument("-o", "--output", required=True)
     p.add_argument("--force", action="store_true")
     p.set_defaults(func=cmd_bake)
@@ -126,7 +128,14 @@ def cmd_bake(args) -> None:
     from motion.fileio import check_writable
 
     check_writable(args.output, args.force)
-    asset = bake_avatar(args.body, model_path=args.model_path, gender=args.gender, shape=parse_shape(args.shape))
+    if args.rebuild_default:
+        from motion.bodies.default_avatar import build_default_avatar
+
+        if args.body != "anny" or args.shape or args.gender or args.model_path:
+            raise UserError("--rebuild-default", "the default avatar is Anny of default shape: no --body/--shape/--gender")
+        asset = build_default_avatar()
+    else:
+        asset = bake_avatar(args.body, model_path=args.model_path, gender=args.gender, shape=parse_shape(args.shape))
     asset.save(args.output, force=args.force)
     print(f"wrote {args.output}: {args.body}, {len(asset.rest_vertices)} vertices, {len(asset.joint_names)} joints")
 

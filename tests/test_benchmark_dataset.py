@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from diffusion.benchmark.dataset import SIZES, SPLITS, make_plan
-from diffusion.benchmark.identities import Identity, draw_identity, write_identity
+from diffusion.benchmark.identities import draw_identity
+from motion.bodies.appearance import Identity, write_identity
 from _benchmark_util import run_cli, smoke_dataset
 
 

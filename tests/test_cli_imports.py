@@ -42,6 +42,8 @@ def test_light_commands_do_their_work_without_heavy_modules(clip, tmp_path):
 
 
 def test_baking_imports_torch_when_run(tmp_path):
-    """Control: a command whose work needs torch imports it when it runs (not for its --help)."""
-    names = imported(["avatar", "bake", "-o", str(tmp_path / "anny.npz")], REPO)
+    """Control: a command whose work needs torch imports it when it runs (not for its --help); the
+    default avatar is shipped, so baking it needs no torch."""
+    names = imported(["avatar", "bake", "--shape", "height=0.6", "-o", str(tmp_path / "anny.npz")], REPO)
     assert "torch" in names and "bpy" not in names and (tmp_path / "anny.npz").is_file()
+    assert "torch" not in imported(["avatar", "bake", "-o", str(tmp_path / "default.npz")], REPO)

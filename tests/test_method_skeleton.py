@@ -16,7 +16,7 @@ from diffusion.io.conditioning import load_mask
 from diffusion.io.synthetic_passes import write_passes
 from diffusion.loaders.sd15 import load_sd15
 from diffusion.registry import Entry, register, unregister
-from diffusion.sampling.run import Denoiser, Method, Run
+from diffusion.sampling.method import Denoiser, Method, Run
 from diffusion.sampling.settings import (DeviceSettings, FramingSettings, ModelSettings, OutputSettings,
                                          SamplingSettings, TemporalSettings, override, setting)
 from motion.cli import main

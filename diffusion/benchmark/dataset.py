@@ -40,7 +40,8 @@ from pathlib import Path
 
 import numpy as np
 
-from diffusion.benchmark.identities import Identity, draw_identity, write_identity
+from diffusion.benchmark.identities import draw_identity
+from motion.bodies.appearance import Identity, write_identity
 from motion.errors import UserError
 from motion.fileio import save_json
 from motion.progress import progress

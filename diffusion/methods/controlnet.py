@@ -5,18 +5,16 @@ Per frame (temporal options off) this is exactly diffusers' ``StableDiffusionCon
 toolkit on, self-attention sees other frames of the window and the windows' noise predictions are
 blended per frame before one scheduler step (Make-Your-Anchor Algorithm 1). ``--background`` keeps
 the background fixed (``diffusion.sampling.background``).
+
+Module level imports stay light (no torch): the models and the denoiser load inside the hooks.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from diffusion.attention.frames import frame_attention_rules
-from diffusion.loaders.controlnet import load_controlnets
-from diffusion.loaders.sd15 import load_sd15
-from diffusion.sampling.control import ControlNetDenoiser, ControlSettings, condition_preview, load_conditions
-from diffusion.sampling.prompts import encode_text
-from diffusion.sampling.run import Method, Run
+from diffusion.sampling.control_spec import ControlSettings
+from diffusion.sampling.method import Method, Run
 from diffusion.sampling.settings import (BackgroundSettings, DeviceSettings, FramingSettings, ModelSettings,
                                          OutputSettings, SamplingSettings, TemporalSettings, TextSettings)
 
@@ -33,6 +31,9 @@ class ControlNetMethod(Method):
     Settings = ControlNetSettings
 
     def load(self, s: ControlNetSettings):
+        from diffusion.loaders.controlnet import load_controlnets
+        from diffusion.loaders.sd15 import load_sd15
+
         c = load_sd15(s.model, scheduler=s.scheduler, device=s.device, dtype=s.dtype, model_config=s.model_config)
         c.controlnets, sources = load_controlnets([spec.model for spec in s.specs], s.model, c.device, c.dtype)
         c.sources.update(sources)
@@ -44,7 +45,10 @@ class ControlNetMethod(Method):
             for name in spec.passes:
                 passes.resolve(name)
 
-    def denoiser(self, run: Run) -> ControlNetDenoiser:
+    def denoiser(self, run: Run):
+        from diffusion.sampling.control import ControlNetDenoiser, load_conditions
+        from diffusion.sampling.prompts import encode_text
+
         s, c = run.settings, run.components
         if len(c.controlnets) != len(s.controlnet):
             raise ValueError("components and settings disagree on the number of ControlNets")
@@ -56,9 +60,13 @@ class ControlNetMethod(Method):
                                   encode_text(c, s.negative_prompt), s.cfg)
 
     def attention(self, run: Run):
+        from diffusion.attention.frames import frame_attention_rules
+
         return [(run.components.unet, frame_attention_rules(run.settings.attention))]
 
     def preview(self, run: Run):
+        from diffusion.sampling.control import condition_preview
+
         conditions = run.denoiser.conditions
         return condition_preview(run, conditions) if conditions else super().preview(run)
 

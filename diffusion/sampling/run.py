@@ -1,4 +1,5 @@
-"""The shared run: what every method does to turn a passes folder into frames.
+"""The shared run: what every method (``diffusion.sampling.method.Method``) does to turn a passes
+folder into frames.
 
 1. frame the passes (the first ``max_frames``; one resize + centre crop for every pass),
 2. make the initial noise (CPU generator, the clip's share of common noise),
@@ -7,8 +8,8 @@
 4. decode, composite onto the background, post-process (e.g. face enhancement),
 5. return a ``Generation`` with the run record.
 
-A method (:class:`Method`) supplies its settings class, its components (``load``) and its denoiser
-(what one model evaluation does for a window: :class:`Denoiser`), plus hooks where it needs them.
+A method supplies its settings class, its components (``load``) and its denoiser (what one model
+evaluation does for a window), plus hooks where it needs them.
 """
 
 from __future__ import annotations
@@ -17,135 +18,26 @@ import contextlib
 import dataclasses
 import hashlib
 import platform
-from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from diffusion.attention.install import FrameInfo, processors
+from diffusion.attention.install import processors
 from diffusion.io.conditioning import Framing, load_mask
 from diffusion.io.output import Generation
 from diffusion.io.passes import PassesFolder
-from render.images import read_rgb
 from diffusion.loaders.common import Components
 from diffusion.sampling.background import BackgroundLock, composite, latent_keep
 from diffusion.sampling.latents import decode_frames, encode_image
 from diffusion.sampling.loop import overlapped_denoise, sequential_denoise, step_kwargs
+from diffusion.sampling.method import Method, Run
 from diffusion.sampling.noise import initial_noise
-from diffusion.sampling.settings import (BackgroundSettings, FramingSettings, OutputSettings, Settings,
-                                         TemporalSettings, TextSettings)
+from diffusion.sampling.settings import BackgroundSettings, FramingSettings, OutputSettings, Settings, TemporalSettings
 from diffusion.sampling.windows import window_spans
-from motion.errors import UserError
+from render.images import read_rgb
 
 DECODE_CHUNK = 16  # frames per VAE decode when the method has no window
-
-
-class Denoiser(ABC):
-    """Guided noise prediction for a window of frames; counts model evaluations for the record."""
-
-    evaluations = 0  # denoiser-network evaluations (one per frame per guidance branch)
-
-    @abstractmethod
-    def __call__(self, latents: torch.Tensor, t: torch.Tensor, step: int, start: int, stop: int) -> torch.Tensor:
-        """Noise prediction for ``latents`` = frames ``[start, stop)`` of the clip at timestep ``t``."""
-
-
-@dataclass
-class Run:
-    """One generation in progress: inputs, framing, and what hooks share."""
-
-    method: "Method"
-    passes: PassesFolder
-    settings: Settings
-    components: Components
-    indices: list[int]
-    framing: Framing
-    generator: torch.Generator
-    denoiser: Denoiser | None = None
-    framed: set = field(default_factory=set)   # ids of models whose attention takes FrameInfo
-    record: dict = field(default_factory=dict)  # method-specific record entries
-
-    def frame_kwargs(self, model: torch.nn.Module, frames: int, start: int, **extra) -> dict:
-        """``cross_attention_kwargs`` for a call of ``model`` on ``frames`` frames from ``start``
-        (empty when no frame-aware processor is installed on it)."""
-        if id(model) not in self.framed:
-            return {}
-        return {"cross_attention_kwargs": FrameInfo(frames, start, extra).kwargs()}
-
-    @property
-    def latent_size(self) -> tuple[int, int]:
-        factor = self.components.vae_scale_factor
-        return self.framing.size[1] // factor, self.framing.size[0] // factor
-
-
-class Method(ABC):
-    """A diffusion method on the shared run. Subclasses set ``name``, ``summary``, ``Settings`` and
-    implement ``load`` and ``denoiser``; the hooks below have defaults that do nothing special."""
-
-    name: str
-    summary: str
-    Settings: type[Settings]
-    sequential = False  # True: windows are denoised one after the other (autoregressive methods)
-
-    def settings(self, **values) -> Settings:
-        return self.Settings(**values)
-
-    def check_inputs(self, settings: Settings, passes: PassesFolder) -> None:
-        """Refuse what this method cannot use, before any model loads (cheap checks only)."""
-        if isinstance(settings, TextSettings) and not settings.prompt:
-            raise UserError("--prompt", "a text prompt is required")
-        if isinstance(settings, BackgroundSettings) and settings.background:
-            passes.resolve(settings.mask_pass)
-            if settings.background != "first":
-                read_rgb(settings.background, "background image")
-
-    @abstractmethod
-    def load(self, settings: Settings) -> Components:
-        """The models this method runs with, on the settings' device and dtype."""
-
-    @abstractmethod
-    def denoiser(self, run: Run) -> Denoiser:
-        """The window denoiser for this run (conditions are read here, once)."""
-
-    def attention(self, run: Run) -> list[tuple[torch.nn.Module, dict]]:
-        """(model, install rules) pairs: processors installed while sampling (``attention.install``)."""
-        return []
-
-    def spans(self, run: Run) -> list[tuple[int, int]]:
-        """The frame windows: the temporal settings' overlapping windows, or one window."""
-        s, n = run.settings, len(run.indices)
-        if isinstance(s, TemporalSettings):
-            return window_spans(n, s.window, s.overlap if s.window else 0)
-        return [(0, n)]
-
-    def initial_latents(self, run: Run, noise: torch.Tensor) -> torch.Tensor:
-        """The latents sampling starts from (e.g. an inverted source image instead of noise)."""
-        return noise * run.components.scheduler.init_noise_sigma
-
-    def after_window(self, run: Run, start: int, stop: int, latents: torch.Tensor) -> None:
-        """Sequential methods: frames ``[start, stop)`` are finished (e.g. condition the next on them)."""
-
-    def postprocess(self, run: Run, frames: np.ndarray) -> np.ndarray:
-        """Decoded, composited frames -> final frames (e.g. face enhancement)."""
-        return frames
-
-    def preview(self, run: Run) -> np.ndarray:
-        """(N, H, W, 3) uint8 picture of each frame's condition (left half of side_by_side.mp4)."""
-        return np.zeros((len(run.indices), run.framing.size[1], run.framing.size[0], 3), np.uint8)
-
-    def run(self, passes: PassesFolder, settings: Settings, components: Components) -> Generation:
-        return generate(self, passes, settings, components)
-
-    def bench_variants(self) -> dict[str, dict]:
-        """Settings overrides ``avatarcine bench generate`` times side by side (first = the reference)."""
-        return {}
-
-    def bench_rows(self, budget, train_dirs: list[Path], work: Path, seed: int, size: int) -> list:
-        """Rows of ``avatarcine bench methods`` (``diffusion.benchmark.harness.Row``): train within
-        ``budget`` on ``train_dirs`` (scratch space ``work``), then generate. None by default."""
-        return []
 
 
 def _framing(passes: PassesFolder, s: Settings, c: Components) -> tuple[list[int], Framing]:
