@@ -14,7 +14,7 @@ from motion.errors import UserError
 
 REPO = Path(__file__).resolve().parents[1]
 # What the extension runs inside a stock Blender: render/ and the numpy-only part of motion/.
-MOTION_MODULES = ("__init__", "errors", "fileio", "motion", "asset", "rotations", "skeletons",
+MOTION_MODULES = ("__init__", "errors", "fileio", "motion", "asset", "rotations", "skeletons", "keypoints",
                   "reference_skeleton", "ops", "progress")
 
 
@@ -53,9 +53,10 @@ def cmd_build(args) -> int:
 
 
 def cmd_install(args) -> int:
-    blender = args.blender or shutil.which("blender")
+    blender = shutil.which(args.blender or "blender")
     if not blender:
-        raise UserError("--blender", "no Blender executable found on PATH; pass --blender /path/to/blender")
+        raise UserError("--blender", f"no Blender executable {'at ' + args.blender if args.blender else 'on PATH'}; "
+                                     "pass --blender /path/to/blender")
     import tempfile
     with tempfile.TemporaryDirectory() as tmp:
         zip_path = build(Path(tmp) / "avatarcine.zip")
