@@ -45,9 +45,10 @@ def cmd_build(args) -> int:
 
 
 def cmd_install(args) -> int:
-    blender = args.blender or shutil.which("blender")
+    blender = shutil.which(args.blender or "blender")
     if not blender:
-        raise UserError("--blender", "no Blender executable found on PATH; pass --blender /path/to/blender")
+        raise UserError("--blender", f"no Blender executable {'at ' + args.blender if args.blender else 'on PATH'}; "
+                                     "pass --blender /path/to/blender")
     import tempfile
     with tempfile.TemporaryDirectory() as tmp:
         zip_path = build(Path(tmp) / "avatarcine.zip")

@@ -59,16 +59,11 @@ def given_settings(args: argparse.Namespace, settings_class) -> dict:
     return out
 
 
-class _Parser(argparse.ArgumentParser):
-    """Parse errors as one-line UserErrors (usage stays in --help)."""
-
-    def error(self, message):
-        raise UserError(self.prog, message)
-
-
 def generate_parser(method) -> argparse.ArgumentParser:
     """``avatarcine generate``'s parser for ``method``: the common arguments + one flag per setting."""
-    p = _Parser(prog="avatarcine generate", description=GENERATE_HELP)
+    from motion.cli import OneLineParser
+
+    p = OneLineParser(prog="avatarcine generate", description=GENERATE_HELP)
     p.add_argument("passes", metavar="PASSES_DIR", nargs="?", help="passes folder (render output with meta.json)")
     p.add_argument("--method", help=f"diffusion method (default: {DEFAULT_METHOD}); this list shows "
                                     f"{method.name}'s settings (`--method M --help` for another's)")
@@ -134,11 +129,11 @@ def register_bench(bench_sub: argparse._SubParsersAction) -> None:
 
 def cmd_generate(raw) -> None:
     import dataclasses
-    from pathlib import Path
 
     from diffusion.io.output import VIDEO, write_generation
     from diffusion.io.passes import PassesFolder
     from diffusion.registry import get_method
+    from motion.fileio import check_writable, output_lock
 
     name, record_path = _peek(raw.rest, "--method"), _peek(raw.rest, "--from-record")
     record = _read_record(record_path) if record_path else None
@@ -149,14 +144,14 @@ def cmd_generate(raw) -> None:
         raise UserError("generate", "give PASSES_DIR (or --from-record RUN_JSON)")
     if not args.output:
         raise UserError("generate", "give -o OUTPUT_FOLDER")
-    if Path(args.output).exists() and not args.force:
-        raise UserError(args.output, "already exists; pass --force to overwrite")
+    out = check_writable(args.output, args.force, folder=True)
     base = method.Settings.from_dict(record["settings"]) if record else method.Settings()
     settings = dataclasses.replace(base, **given_settings(args, method.Settings))
     passes = PassesFolder.open(passes_dir)
-    method.check_inputs(settings, passes)
-    gen = method.run(passes, settings, method.load(settings))
-    out = write_generation(gen, args.output, force=args.force)
+    method.check_inputs(settings, passes)  # everything checked before any model loads
+    with output_lock(out):
+        gen = method.run(passes, settings, method.load(settings))
+        write_generation(gen, out, force=args.force)
     print(f"{len(gen.frames)} frames -> {out / VIDEO}")
 
 

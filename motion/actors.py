@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 
 from motion.asset import AvatarAsset
-from motion.errors import UserError
+from motion.errors import UserError, check_number
 from motion.motion import Motion
 
 BODIES = ("anny", "smpl", "smplh", "smplx")
@@ -170,7 +170,7 @@ def _actor(entry, i: int, base: Path) -> Actor:
     heading = entry.get("heading_deg")
     return Actor(name=name, motion=_motion(entry["motion"], base, f"{where}.motion"), body=body, avatar=avatar,
                  position=None if position is None else _position(position, f"{where}.position"),
-                 heading_deg=None if heading is None else _number(heading, f"{where}.heading_deg"),
+                 heading_deg=None if heading is None else check_number(heading, f"{where}.heading_deg"),
                  body_options=options)
 
 
@@ -217,11 +217,9 @@ def _motion(value, base: Path, where: str) -> Motion:
         if not isinstance(text, str) or not text.strip():
             raise UserError(f"{where}.generate", f"must be a text describing the motion, got {text!r}")
         seconds = value.get("seconds")
-        seconds = None if seconds is None else _number(seconds, f"{where}.seconds")
-        seed = value.get("seed", 0)
-        if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-            raise UserError(f"{where}.seed", f"must be a non-negative integer, got {seed!r}")
-        fps = _number(value.get("fps", 30.0), f"{where}.fps")
+        seconds = None if seconds is None else check_number(seconds, f"{where}.seconds", above=0)
+        seed = check_number(value.get("seed", 0), f"{where}.seed", minimum=0, integer=True)
+        fps = check_number(value.get("fps", 30.0), f"{where}.fps", above=0)
         from motion.generate import generate_motion
 
         try:
@@ -236,10 +234,4 @@ def _motion(value, base: Path, where: str) -> Motion:
 def _position(value, where: str) -> tuple[float, ...]:
     if not isinstance(value, (list, tuple)) or len(value) not in (2, 3):
         raise UserError(where, f"must be [x, y] or [x, y, z] in metres, got {value!r}")
-    return tuple(_number(v, where) for v in value)
-
-
-def _number(value, where: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not np.isfinite(value):
-        raise UserError(where, f"must be a finite number, got {value!r}")
-    return float(value)
+    return tuple(check_number(v, where) for v in value)

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import argparse
 
-from motion.errors import UserError
+from motion.errors import UserError, check_number, number_arg
 
 BODIES = ("anny", "smpl", "smplh", "smplx")
+FPS = number_arg(above=0)          # upper limits where frames are made (motion.motion.MAX_FPS)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -21,9 +22,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = msub.add_parser("convert", help="convert between formats, resample, trim, retarget")
     p.add_argument("input", help="AMASS/SMPL-X npz or pkl, BVH, HumanML3D joints .npy, avatarcine .npz")
     p.add_argument("output", help="avatarcine .npz or .bvh")
-    p.add_argument("--fps", type=float, help="resample to this frame rate (slerp rotations)")
-    p.add_argument("--start", type=float, help="first second to keep")
-    p.add_argument("--end", type=float, help="last second to keep (exclusive)")
+    p.add_argument("--fps", type=FPS, help="resample to this frame rate (slerp rotations)")
+    p.add_argument("--start", type=number_arg(minimum=0), help="first second to keep")
+    p.add_argument("--end", type=number_arg(above=0), help="last second to keep (exclusive)")
     p.add_argument("--to", choices=BODIES, help="retarget onto this body's skeleton")
     _model_args(p)
     _reader_args(p)
@@ -32,9 +33,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     p = msub.add_parser("generate", help="motion from a text like 'walk forward, turn left, then wave'")
     p.add_argument("text")
-    p.add_argument("--seconds", type=float, help="total length (default: the primitives' natural length)")
-    p.add_argument("--fps", type=float, default=30.0)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seconds", type=number_arg(above=0),
+                   help="total length (default: the primitives' natural length)")
+    p.add_argument("--fps", type=FPS, default=30.0)
+    p.add_argument("--seed", type=number_arg(minimum=0, integer=True), default=0)
     p.add_argument("-o", "--output", required=True)
     p.add_argument("--force", action="store_true")
     p.set_defaults(func=cmd_generate)
@@ -61,9 +63,10 @@ def _model_args(p: argparse.ArgumentParser) -> None:
 def _reader_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--frame", choices=("y_up", "z_up", "opencv"), default="y_up",
                    help="world frame of SMPL-X fitter files (opencv: camera-space fits)")
-    p.add_argument("--sample", type=int, default=0, help="which sample of an MDM results.npy")
+    p.add_argument("--sample", type=number_arg(minimum=0, integer=True), default=0,
+                   help="which sample of an MDM results.npy")
     p.add_argument("--units", choices=("m", "cm", "mm", "inch"), help="BVH units (default: guessed)")
-    p.add_argument("--source-fps", type=float, help="frame rate of files that do not state one")
+    p.add_argument("--source-fps", type=FPS, help="frame rate of files that do not state one")
 
 
 def _read(args):
@@ -81,9 +84,10 @@ def parse_shape(items: list[str]) -> dict[str, float]:
         try:
             if not sep:
                 raise ValueError
-            shape[name] = float(value)
+            number = float(value)
         except ValueError:
             raise UserError("--shape", f"expected NAME=NUMBER, got {item!r}") from None
+        shape[name] = check_number(number, f"--shape {name}")
     return shape
 
 
@@ -95,10 +99,10 @@ def cmd_info(args) -> None:
 
 def cmd_convert(args) -> None:
     from motion.fileio import check_writable
-    from motion.io import write_motion
+    from motion.io import WRITE_SUFFIXES, write_motion
     from motion.ops import resample, trim
 
-    check_writable(args.output, args.force)
+    check_writable(args.output, args.force, suffixes=WRITE_SUFFIXES)
     m = _read(args)
     if args.start is not None or args.end is not None:
         m = trim(m, args.start, args.end)
@@ -117,7 +121,7 @@ def cmd_generate(args) -> None:
     from motion.fileio import check_writable
     from motion.generate import generate_motion
 
-    check_writable(args.output, args.force)
+    check_writable(args.output, args.force, suffixes=(".npz",))
     m = generate_motion(args.text, seconds=args.seconds, fps=args.fps, seed=args.seed)
     m.save(args.output, force=args.force)
     print(f"wrote {args.output}: {m.n_frames} frames at {m.fps:g} fps ({m.duration:.2f} s)")
@@ -127,7 +131,7 @@ def cmd_bake(args) -> None:
     from motion.bodies import bake_avatar
     from motion.fileio import check_writable
 
-    check_writable(args.output, args.force)
+    check_writable(args.output, args.force, suffixes=(".npz",))
     if args.rebuild_default:
         from motion.bodies.default_avatar import build_default_avatar
 

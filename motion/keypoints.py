@@ -35,9 +35,18 @@ OPENPOSE18 = [
     "right_eye", "left_eye", "right_ear", "left_ear",
 ]
 
+# Keypoints on the skin (regressed from surface vertices, seen only from their side); the others are
+# joints inside the body (render.projection decides their visibility by what covers them).
+FACE_POINTS = ("nose", "left_eye", "right_eye", "left_ear", "right_ear")
+
 HAND21 = ["wrist"] + [f"{finger}{k}" for finger in ("thumb", "index", "middle", "ring", "pinky")
                       for k in range(1, 5)]
 Row = tuple[np.ndarray, np.ndarray]  # vertex ids, weights
+
+
+def is_face_point(name: str) -> bool:
+    """Whether keypoint ``name`` lies on the face's surface (FACE_POINTS and face landmarks ``face_*``)."""
+    return name in FACE_POINTS or name.startswith("face_")
 
 
 def hand_names(side: str) -> list[str]:

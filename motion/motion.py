@@ -14,6 +14,7 @@ from motion.rotations import axis_angle_to_matrix
 from motion.skeletons import check_parents
 
 FORMAT = "avatarcine.motion/1"
+MAX_FPS = 1000.0          # frame rates above this are refused where frames are made (resample, generate)
 
 
 @dataclasses.dataclass

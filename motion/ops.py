@@ -17,8 +17,8 @@ import re
 
 import numpy as np
 
-from motion.errors import UserError
-from motion.motion import Motion
+from motion.errors import UserError, check_number
+from motion.motion import MAX_FPS, Motion
 from motion.rotations import (axis_angle_to_matrix, axis_angle_to_quat, matrix_to_axis_angle,
                               quat_slerp, quat_to_axis_angle)
 
@@ -99,9 +99,7 @@ def resample(m: Motion, fps: float, translation: str = "cubic") -> Motion:
     """Resample to ``fps`` over the same time span: slerp rotations, cubic (Catmull-Rom) or linear
     root translation. Frames at timestamps the source has (e.g. every 4th frame for 120 -> 30)
     are copied exactly."""
-    fps = float(fps)
-    if not np.isfinite(fps) or fps <= 0:
-        raise UserError("fps", f"must be a positive number, got {fps:g}")
+    fps = check_number(fps, "fps", above=0, maximum=MAX_FPS)
     if translation not in ("cubic", "linear"):
         raise UserError("translation", f"interpolation must be 'cubic' or 'linear', got {translation!r}")
     T = m.n_frames

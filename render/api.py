@@ -6,20 +6,29 @@ the skeleton drawn from keypoints projected with the frame's camera, and a per-f
 file is written to a temporary name and renamed, so an interrupted run leaves no half file and
 loses no finished frame). ``meta.json`` is assembled from the records after every run. What Blender
 itself prints goes to ``OUT/logs/blender.log`` (``render.blender_log``) unless ``verbose``.
+
+Before anything is written the scene is checked (``render.preflight``): frames outside the motions,
+a camera inside an actor or seeing none, buffers too large are refused; frames with no actor in view
+and actors holding their last pose are warnings (one line each, and ``warnings`` in meta.json).
+The output folder is locked for the run (``motion.fileio.output_lock``); temporaries a killed run
+left in it, and its temp folder (with Blender's), are swept; previews are rebuilt when missing.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
-import tempfile
+import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
 
 from motion.errors import UserError
-from motion.fileio import save_json, save_npz
+from motion.fileio import check_writable, output_lock, save_json, save_npz, sweep_stale_temps, temp_folder
+from motion.keypoints import is_face_point
 from motion.ops import heading_of, resample
 from motion.progress import progress
 from render import meta as meta_mod
@@ -29,9 +38,11 @@ from render.blender_log import LOG, blender_output_to
 from render.cast import load_actors
 from render.depthmap import encode_depth
 from render.flowviz import flow_to_colour
-from render.passes import (camera_normals, depth_metres, encode_normal, encodings, forward_flow, instance_ids,
-                           rgb_image, semantic_colours, shade_mesh)
-from render.projection import project, visibility
+from render.passes import (SURFACE_ID_STRIDE, camera_normals, depth_metres, encode_normal, encodings, forward_flow,
+                           instance_ids, rgb_image, semantic_colours, shade_mesh, surface_ids)
+from render.preflight import camera_inside, check_buffers, frames_without_actors
+from render.projection import own_parts, project, surface_visibility, visibility
+from render.previews import previews_current
 from render.scene_config import ALL_PASSES, load_scene_file, validate_scene
 
 FRAMES_DIR = ".frames"
@@ -52,27 +63,24 @@ def keypoint_groups(names: list[str]) -> dict[str, list[int]]:
 
 
 class _Clip:
-    """Everything numpy knows about the clip before Blender: sampled motions, posed meshes, camera."""
+    """Everything numpy knows about the clip before Blender: sampled motions, posed meshes, camera,
+    and the warnings about it (one line each)."""
 
     def __init__(self, scene: dict, base_dir: Path):
         self.scene = scene
         self.fps = scene["fps"]
         self.width, self.height = scene["resolution"]
         self.actors = []
+        self.warnings: list[str] = []
         motions = []
         for name, asset, motion in load_actors(scene, base_dir):
             motions.append((name, asset, resample(motion, self.fps) if abs(motion.fps - self.fps) > 1e-9 else motion))
-        longest = max(m.n_frames for _, _, m in motions)
-        spec = scene["frames"]
-        if "seconds" in spec:
-            start, end = 0, max(int(round(spec["seconds"] * self.fps)) - 1, 0)
-        else:                    # motions are indexed by absolute frame: the default end is their last one
-            start, end = spec.get("start", 0), spec.get("end", longest - 1)
-            if start > end:
-                raise UserError("frames.start", f"{start} is past the end of the longest motion (frame {end})")
-        self.frames = np.arange(start, end + 1)
+        self.frames = _frame_range(scene["frames"], max(m.n_frames for _, _, m in motions), self.fps)
         self.posed, self.joints = {}, {}
         for name, asset, motion in motions:
+            if motion.n_frames - 1 < self.frames[-1]:
+                self.warnings.append(f"actor {name!r}: motion ends at frame {motion.n_frames - 1}; it holds its "
+                                     f"last pose for frames {motion.n_frames}..{self.frames[-1]}")
             idx = np.minimum(self.frames, motion.n_frames - 1)   # hold the last pose past the end
             clip = motion.replace(rotations=motion.rotations[idx], root_translation=motion.root_translation[idx])
             self.actors.append((name, asset, clip))
@@ -85,11 +93,37 @@ class _Clip:
                                               base_dir, headings)
         self.K = self.camera.intrinsics(self.width, self.height)
         self.E = self.camera.world_to_camera_cv()
+        camera_inside(self.camera.camera_to_world[:, :3, 3], self.posed,
+                      {name: asset.faces for name, asset, _ in self.actors}, self.frames)
+        self.warnings += frames_without_actors(list(self.posed.values()), self.K, self.E, self.width, self.height,
+                                               self.frames)
         z = np.concatenate([np.einsum("tvd,td->tv", v, self.E[:, 2, :3]) + self.E[:, 2, 3:]
                             for v in self.posed.values()], 1)
         z = z[z > 0]
         self.depth_range = (float(z.min()), float(z.max())) if z.size else (0.1, 100.0)
         self.floor = min(float(v[..., 2].min()) for v in self.posed.values())
+        self.own = {name: own_parts(asset.keypoint_vertex_ids, asset.keypoint_vertex_weights, asset.vertex_parts)
+                    for name, asset, _ in self.actors}
+        self.face = {name: [k for k, n in enumerate(asset.keypoint_names) if is_face_point(n)]
+                     for name, asset, _ in self.actors}
+
+
+def _frame_range(spec: dict, longest: int, fps: float) -> np.ndarray:
+    """The scene's frame numbers; refuses frames past the end of the longest motion."""
+    last = longest - 1
+    if "seconds" in spec:
+        start, end = 0, max(int(round(spec["seconds"] * fps)) - 1, 0)
+        if end > last:
+            raise UserError("frames.seconds", f"{spec['seconds']:g} s is {end + 1} frames at {fps:g} fps; the longest "
+                                              f"motion has {longest} ({longest / fps:.2f} s)")
+    else:                    # motions are indexed by absolute frame: the default end is their last one
+        start, end = spec.get("start", 0), spec.get("end", last)
+        if start > end:
+            raise UserError("frames.start", f"{start} is past the end of the longest motion (frame {end})")
+        if end > last:
+            raise UserError("frames.end", f"{end} is past the last frame of the longest motion ({last}, "
+                                          f"{longest / fps:.2f} s at {fps:g} fps)")
+    return np.arange(start, end + 1)
 
 
 def _state(scene: dict, clip: _Clip) -> dict:
@@ -143,12 +177,20 @@ def _render_flat(scene, path: Path) -> dict:
     return read_exr(path)
 
 
-def _frame_record(clip: _Clip, t: int, depth: np.ndarray, groups: dict) -> dict:
+def _frame_record(clip: _Clip, t: int, depth: np.ndarray, surfaces: np.ndarray, groups: dict) -> dict:
     actors = {}
-    for name, asset, _ in clip.actors:
-        kp3d = asset.keypoints(clip.posed[name][t:t + 1])[0]
+    for i, (name, asset, _) in enumerate(clip.actors):
+        posed = clip.posed[name][t]
+        kp3d = asset.keypoints(posed[None])[0]
         uv, z = project(clip.K[t], clip.E[t], kp3d)
-        rows = np.concatenate([uv, visibility(uv, z, depth)[:, None]], 1)
+        own = [{(i + 1) * SURFACE_ID_STRIDE + p for p in parts} for parts in clip.own[name]]
+        visible = visibility(uv, z, depth, surface_ids=surfaces, own_ids=own)
+        face = clip.face[name]
+        if face:
+            ids = asset.keypoint_vertex_ids[face]
+            vuv, vz = project(clip.K[t], clip.E[t], posed[ids])
+            visible[face] &= surface_visibility(vuv, vz, asset.keypoint_vertex_weights[face], depth, clip.K[t][0, 0])
+        rows = np.concatenate([uv, visible[:, None]], 1)
         actors[name] = actor_frame(clip.joints[name][t], {g: rows[idx] for g, idx in groups[name].items()})
     frame = int(clip.frames[t])
     return frame_entry(frame, frame / clip.fps, clip.K[t], clip.E[t], clip.camera.camera_to_world[t],
@@ -174,6 +216,7 @@ def _write_frame(out: Path, clip: _Clip, t: int, stage, passes: list[str], rgb_e
     scene.frame_set(index)
     ch = _render_flat(scene, tmp_exr)
     ids = instance_ids(ch)
+    palettes = {i + 1: asset.part_palette for i, (_, asset, _) in enumerate(clip.actors)}
     fg = ids > 0
     depth = depth_metres(ch)
     n_cam = camera_normals(ch, clip.camera.camera_to_world[t])
@@ -194,7 +237,7 @@ def _write_frame(out: Path, clip: _Clip, t: int, stage, passes: list[str], rgb_e
         flow = forward_flow(ch)
         write_exr(out / "flow" / f"{name}.exr", {"R": flow[..., 0], "G": flow[..., 1]})
         write_png(out / "flow_vis" / f"{name}.png", flow_to_colour(flow))
-    record = _frame_record(clip, t, depth, groups)
+    record = _frame_record(clip, t, depth, surface_ids(ch, palettes), groups)
     if "skeleton" in passes:
         write_png(out / "skeleton" / f"{name}.png", _skeleton(record, clip.width, clip.height))
     if "rgb" in passes:
@@ -215,6 +258,8 @@ def _write_frame(out: Path, clip: _Clip, t: int, stage, passes: list[str], rgb_e
 
 
 def _assemble_meta(out: Path, clip: _Clip, enc: dict, groups: dict) -> Path:
+    """meta.json from the frame records; left untouched when that is what it already holds (so
+    previews newer than it are current)."""
     records = [json.loads(p.read_text()) for p in (out / FRAMES_DIR / f"{int(f):06d}.json" for f in clip.frames)
                if p.is_file()]
     names: dict[str, list[str]] = {}
@@ -225,8 +270,38 @@ def _assemble_meta(out: Path, clip: _Clip, enc: dict, groups: dict) -> Path:
                       joint_names={asset.skeleton: list(asset.joint_names) for _, asset, _ in clip.actors},
                       actors=[{"name": n, "body": a.body, "skeleton": a.skeleton, "instance_id": i + 1}
                               for i, (n, a, _) in enumerate(clip.actors)],
-                      keypoint_names=names)
+                      keypoint_names=names, warnings=clip.warnings)
+    path = out / meta_mod.META
+    with contextlib.suppress(OSError, ValueError):
+        if json.loads(path.read_text()) == json.loads(json.dumps(meta_mod.jsonable(meta))):
+            return path
     return write_meta(out, meta)
+
+
+@contextlib.contextmanager
+def _blender_temp(folder: Path):
+    """Blender's session temp folder inside ``folder`` for the block: Blender reads TMPDIR when bpy
+    is imported and when a scene is reset, and moves an existing session folder when its temp
+    preference changes. So the sweep of a killed run's temp folder takes Blender's with it."""
+    keys = ("TMPDIR", "TEMP", "TMP")
+    saved = {k: os.environ.get(k) for k in keys}
+    os.environ.update({k: str(folder) for k in keys})
+    bpy = sys.modules.get("bpy")                 # already imported (a Blender, or the add-on's import)
+    paths = bpy.context.preferences.filepaths if bpy is not None else None
+    preference = paths.temporary_directory if paths is not None else None
+    if paths is not None:
+        paths.temporary_directory = str(folder)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+        bpy = sys.modules.get("bpy")
+        if bpy is not None:
+            bpy.context.preferences.filepaths.temporary_directory = preference or ""
 
 
 def render_scene(scene: dict | str | os.PathLike, out_dir: str | os.PathLike, frames: tuple[int, int] | None = None,
@@ -236,8 +311,10 @@ def render_scene(scene: dict | str | os.PathLike, out_dir: str | os.PathLike, fr
     """Render ``scene`` (a mapping or a YAML/JSON file) into the passes folder ``out_dir``.
 
     ``frames`` (A, B) inclusive limits the run to part of the clip; frames already complete are
-    skipped when ``resume`` (default), re-rendered when ``force`` (or ``resume=False``). Blender's
-    own output goes to ``out_dir/logs/blender.log``, or to the terminal when ``verbose``.
+    skipped when ``resume`` (default), re-rendered when ``force`` (or ``resume=False``). Bad input
+    is refused (UserError) before anything is written; another process rendering into ``out_dir``
+    is refused too. Blender's own output goes to ``out_dir/logs/blender.log``, or to the terminal
+    when ``verbose``.
     """
     if isinstance(scene, (str, os.PathLike)):
         base = Path(base_dir) if base_dir is not None else Path(scene).resolve().parent
@@ -246,50 +323,63 @@ def render_scene(scene: dict | str | os.PathLike, out_dir: str | os.PathLike, fr
     else:
         base, raw, where = Path(base_dir or "."), scene, "scene"
     config = validate_scene(raw, where)
-    out = Path(out_dir)
-    clip = _Clip(config, base)
-    state = _state(config, clip)
-    _check_out(out, state, force)
-    out.mkdir(parents=True, exist_ok=True)
-    save_json(out / STATE, json.loads(json.dumps(state)))
+    out = check_writable(out_dir, force=True, folder=True)
+    if save_blend:
+        check_writable(save_blend, force, suffixes=(".blend",))
     passes = config["passes"]
-    groups = {name: keypoint_groups(asset.keypoint_names) for name, asset, _ in clip.actors}
-    palette = {n: c.tolist() for n, c in zip(clip.actors[0][1].part_names, clip.actors[0][1].part_palette)}
-    enc = encodings(passes, palette, {n: i + 1 for i, (n, _, _) in enumerate(clip.actors)}, clip.depth_range,
-                    flow_vis=True)
-    lo, hi = (int(clip.frames[0]), int(clip.frames[-1])) if frames is None else frames
-    todo = [t for t, f in enumerate(clip.frames) if lo <= f <= hi]
-    if frames is not None and not todo:
-        raise UserError("--frames", f"{lo}:{hi} is outside the clip's frames {clip.frames[0]}:{clip.frames[-1]}")
-    redo = force or not resume
-    todo = [t for t in todo if redo or not _frame_done(out, enc, int(clip.frames[t]), export_meshes)]
-    if todo or save_blend:
-        with blender_output_to(None if verbose else out / LOG):
-            _render_frames(out, clip, config, todo, groups, enc, force, save_blend, export_meshes)
-    else:
-        _assemble_meta(out, clip, enc, groups)
-    if previews and todo:
-        _previews(out)
+    with temp_folder("render") as tmp, _blender_temp(tmp):
+        check_buffers(*config["resolution"], passes, out, tmp)
+        clip = _Clip(config, base)
+        lo, hi = (int(clip.frames[0]), int(clip.frames[-1])) if frames is None else frames
+        todo = [t for t, f in enumerate(clip.frames) if lo <= f <= hi]
+        if frames is not None and not todo:
+            raise UserError("--frames", f"{lo}:{hi} is outside the clip's frames {clip.frames[0]}:{clip.frames[-1]}")
+        for line in clip.warnings:
+            warnings.warn(line, SceneWarning, stacklevel=2)
+        with output_lock(out):
+            sweep_stale_temps(out, recursive=True)
+            state = _state(config, clip)
+            _check_out(out, state, force)
+            out.mkdir(parents=True, exist_ok=True)
+            save_json(out / STATE, json.loads(json.dumps(state)))
+            groups = {name: keypoint_groups(asset.keypoint_names) for name, asset, _ in clip.actors}
+            palette = {n: c.tolist() for n, c in zip(clip.actors[0][1].part_names, clip.actors[0][1].part_palette)}
+            enc = encodings(passes, palette, {n: i + 1 for i, (n, _, _) in enumerate(clip.actors)},
+                            clip.depth_range, flow_vis=True)
+            redo = force or not resume
+            todo = [t for t in todo if redo or not _frame_done(out, enc, int(clip.frames[t]), export_meshes)]
+            if todo or save_blend:
+                with blender_output_to(None if verbose else out / LOG):
+                    _render_frames(out, clip, todo, enc, groups, tmp, save_blend, force, export_meshes)
+            else:
+                _assemble_meta(out, clip, enc, groups)
+            if previews and (todo or not previews_current(out)):
+                _previews(out)
     return out
 
 
-def _render_frames(out: Path, clip: _Clip, config: dict, todo: list[int], groups: dict, enc: dict, force: bool,
-                   save_blend: str | os.PathLike | None, export_meshes: bool) -> None:
-    """Build the Blender scene, save it if asked, and render the frames ``todo`` (clip indices)."""
+class SceneWarning(UserWarning):
+    """A scene that renders but may not give what was asked (also recorded in meta.json)."""
+
+
+def _render_frames(out: Path, clip: _Clip, todo: list[int], enc: dict, groups: dict, tmp: Path, save_blend,
+                   force: bool, export_meshes: bool) -> None:
+    """Build the Blender stage and write the frames ``todo`` (positions in the clip); meta.json is
+    assembled afterwards, interrupted or not, so it lists every finished frame."""
     from render.engines import resolve_rgb_engine
     from render.stage import build_stage, show_rgb_only
-    passes = config["passes"]
-    rgb_engine = resolve_rgb_engine(config["engine"]["rgb"]) if "rgb" in passes else "cycles"
+
+    passes = clip.scene["passes"]
+    rgb_engine = resolve_rgb_engine(clip.scene["engine"]["rgb"]) if "rgb" in passes else "cycles"
     stage = build_stage(clip.actors, clip.camera, clip.frames, clip.fps, clip.width, clip.height, clip.floor,
                         motion_vectors="flow" in passes)
     show_rgb_only(stage, False)
     if save_blend:
         _save_blend(stage, Path(save_blend), force)
     try:
-        with tempfile.TemporaryDirectory(prefix="avatarcine_render_") as tmp:
-            for t in progress(todo, desc="render", total=len(todo)):
-                _write_frame(out, clip, t, stage, passes, rgb_engine, groups, Path(tmp) / "flat.exr", export_meshes)
-    finally:                       # interrupted or not: meta.json lists every finished frame
+        for t in progress(todo, desc="render", total=len(todo)):
+            _write_frame(out, clip, t, stage, passes, rgb_engine, groups, tmp / "flat.exr", export_meshes)
+    finally:
         if any((out / FRAMES_DIR).glob("0*.json")):
             _assemble_meta(out, clip, enc, groups)
 

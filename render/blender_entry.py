@@ -24,8 +24,9 @@ if str(REPO) not in sys.path:
 
 
 def _args(argv: list[str]) -> argparse.Namespace:
+    from motion.cli import OneLineParser
     from render.commands import _frames
-    p = argparse.ArgumentParser(prog="blender -b -P render/blender_entry.py --")
+    p = OneLineParser(prog="blender -b -P render/blender_entry.py --")
     p.add_argument("scene")
     p.add_argument("-o", "--output", required=True)
     p.add_argument("--frames", type=_frames)
@@ -58,14 +59,16 @@ def _prepared_scene(scene: Path, out: Path) -> Path:
 
 
 def main(argv: list[str]) -> int:
+    from motion.cli import one_line_warnings
     from motion.errors import UserError
     from render.api import render_scene
     from render.cast import needs_motion_package
     from render.scene_config import load_scene_file, validate_scene
 
-    args = _args(argv)
-    scene, out = Path(args.scene), Path(args.output)
+    one_line_warnings()
     try:
+        args = _args(argv)
+        scene, out = Path(args.scene), Path(args.output)
         try:
             raw = load_scene_file(scene)
             prepare = any(needs_motion_package(a) for a in validate_scene(raw, str(scene))["actors"])

@@ -212,9 +212,7 @@ def _follow(s: _Shot, spec: dict) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _keyframes(s: _Shot, spec: dict) -> tuple[np.ndarray, np.ndarray]:
-    keys = spec.get("keys")
-    if not isinstance(keys, list) or not keys:
-        raise UserError(s.where, "keyframes camera needs keys: [{time, position, look_at, focal_mm}, ...]")
+    keys = spec["keys"]                          # checked by render.scene_config
     times = np.array([float(k.get("time", 0.0)) for k in keys])
     if np.any(np.diff(times) <= 0):
         raise UserError(s.where, "keys must have increasing time")

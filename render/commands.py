@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from motion.errors import UserError
+from motion.errors import number_arg
 
 
 def _frames(text: str) -> tuple[int, int]:
@@ -39,11 +39,13 @@ def cmd_render(args) -> int:
     from pathlib import Path
 
     if args.prepare_only:
+        from motion.fileio import check_writable
         from render.cast import prepare
         from render.scene_config import load_scene_file, validate_scene
 
         scene = validate_scene(load_scene_file(args.scene), args.scene)
-        print(prepare(scene, Path(args.output), Path(args.scene).resolve().parent))
+        out = check_writable(args.output, force=True, folder=True)
+        print(prepare(scene, out, Path(args.scene).resolve().parent))
         return 0
     from render.api import render_scene
 
@@ -56,17 +58,18 @@ def cmd_render(args) -> int:
 
 def register_bench(bench_sub: argparse._SubParsersAction) -> None:
     p = bench_sub.add_parser("render", help="condition passes fps: ours vs the peer way (Cycles, view layer per pass)")
-    p.add_argument("--resolution", type=int, default=512)
-    p.add_argument("--frames", type=int, default=8)
+    p.add_argument("--resolution", type=number_arg(minimum=16, maximum=4096, integer=True), default=512)
+    p.add_argument("--frames", type=number_arg(minimum=2, maximum=1000, integer=True), default=8)
     p.add_argument("--avatar", help="baked avatar .npz (default: Anny, baked now)")
     p.add_argument("-o", "--output", help="write the figures as JSON here")
     p.set_defaults(func=cmd_bench)
 
 
 def cmd_bench(args) -> int:
+    from motion.fileio import check_writable
     from render.bench import run_benchmark
 
-    if args.resolution < 16 or args.frames < 2:
-        raise UserError("bench render", "use --resolution >= 16 and --frames >= 2")
+    if args.output:
+        check_writable(args.output, force=True, suffixes=(".json",))
     run_benchmark(args.resolution, args.frames, args.avatar, args.output)
     return 0

@@ -18,8 +18,7 @@ import sys
 
 import bpy
 
-SEMANTIC_AOV = "semantic"
-FLAT_LAYER = "ViewLayer"
+from render.passes import FLAT_LAYER, SEMANTIC_AOV
 
 _EEVEE_PROBE = (
     "import bpy; s = bpy.context.scene; s.render.engine = 'BLENDER_EEVEE'; "

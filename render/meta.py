@@ -18,6 +18,7 @@ meta.json (schema_version 1)::
       "joint_names": {"<skeleton>": [...]},    # joints3d order, listed once
       "keypoint_names": {"openpose18": [...], "hand_left21": [...], ...},
       "actors": [{"name": str, "body": str, "skeleton": str, "instance_id": int}],
+      "warnings": [str],                       # optional: what the render warned about (one line each)
       "frames": [
         {"index": int, "time": float, "caption": str (optional, overrides the clip's),
          "camera": {"K": 3x3, "world_to_camera_cv": 4x4, "camera_to_world_blender": 4x4,
@@ -65,6 +66,18 @@ def frame_path(root: str | os.PathLike, meta: dict, pass_name: str, index: int) 
     """Path of one frame of one pass."""
     info = meta["passes"][pass_name]
     return Path(root) / info.get("dir", pass_name) / f"{index:06d}.{info.get('ext', 'png')}"
+
+
+def frame_ranges(frames) -> str:
+    """``0..4, 9, 12..13`` for sorted frame numbers (messages naming frames)."""
+    frames = [int(f) for f in frames]
+    parts, start = [], 0
+    for k in range(1, len(frames) + 1):
+        if k == len(frames) or frames[k] != frames[k - 1] + 1:
+            a, b = frames[start], frames[k - 1]
+            parts.append(f"{a}" if a == b else f"{a}..{b}")
+            start = k
+    return ", ".join(parts)
 
 
 def read_meta(root: str | os.PathLike) -> dict:
@@ -136,7 +149,7 @@ def pass_entry(name: str, *, ext: str, dtype: str, channels: int, colour_space: 
     if colour_space not in ("sRGB", "raw", "linear") or not encoding:
         raise ValueError(f"pass {name!r}: bad colour_space {colour_space!r} or empty encoding")
     return {"dir": dir or name, "ext": ext, "dtype": dtype, "channels": channels,
-            "colour_space": colour_space, "encoding": encoding, **_jsonable(extras)}
+            "colour_space": colour_space, "encoding": encoding, **jsonable(extras)}
 
 
 def standard_pass(kind: str, name: str | None = None, **extras) -> dict:
@@ -164,14 +177,14 @@ def standard_pass(kind: str, name: str | None = None, **extras) -> dict:
                       encoding=encoding, kind=kind, **extras)
 
 
-def _jsonable(value):
+def jsonable(value):
     """numpy -> lists/floats; non-finite floats -> None (JSON null)."""
     if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
+        return {str(k): jsonable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
+        return [jsonable(v) for v in value]
     if isinstance(value, np.ndarray):
-        return _jsonable(value.tolist())
+        return jsonable(value.tolist())
     if isinstance(value, (np.integer, bool, np.bool_)):
         return value.item() if isinstance(value, np.generic) else value
     if isinstance(value, (float, np.floating)):
@@ -192,11 +205,11 @@ def actor_frame(joints3d: np.ndarray, keypoints2d: dict[str, np.ndarray]) -> dic
             raise ValueError(f"keypoints2d[{name!r}] must be (N, 3), got {pts.shape}")
         if name in KEYPOINT_SETS and len(pts) != len(KEYPOINT_SETS[name]):
             raise ValueError(f"keypoints2d[{name!r}] needs {len(KEYPOINT_SETS[name])} points, got {len(pts)}")
-        rows = _jsonable(pts)
+        rows = jsonable(pts)
         for row in rows:
             row[2] = int(row[2] or 0)
         kps[name] = rows
-    return {"joints3d": _jsonable(joints3d), "keypoints2d": kps}
+    return {"joints3d": jsonable(joints3d), "keypoints2d": kps}
 
 
 def frame_entry(index: int, time: float, K: np.ndarray, world_to_camera_cv: np.ndarray,
@@ -207,17 +220,18 @@ def frame_entry(index: int, time: float, K: np.ndarray, world_to_camera_cv: np.n
         if np.shape(m) != shape:
             raise ValueError(f"{label} must be {shape}, got {np.shape(m)}")
     return {"index": int(index), "time": float(time),
-            "camera": {"K": _jsonable(np.asarray(K, float)),
-                       "world_to_camera_cv": _jsonable(np.asarray(world_to_camera_cv, float)),
-                       "camera_to_world_blender": _jsonable(np.asarray(camera_to_world_blender, float)),
+            "camera": {"K": jsonable(np.asarray(K, float)),
+                       "world_to_camera_cv": jsonable(np.asarray(world_to_camera_cv, float)),
+                       "camera_to_world_blender": jsonable(np.asarray(camera_to_world_blender, float)),
                        "shot": int(shot)},
             "actors": actors}
 
 
 def build_meta(*, fps: float, resolution: tuple[int, int], passes: dict[str, dict], frames: list[dict],
                joint_names: dict[str, list[str]], actors: list[dict],
-               keypoint_names: dict[str, list[str]] | None = None) -> dict:
-    """The whole meta.json object (schema_version 1); ``frames_range`` from the frames' indices."""
+               keypoint_names: dict[str, list[str]] | None = None, warnings: list[str] | None = None) -> dict:
+    """The whole meta.json object (schema_version 1); ``frames_range`` from the frames' indices;
+    ``warnings`` (kept only when there are some) as the renderer printed them."""
     indices = [f["index"] for f in frames]
     used = {k for f in frames for a in f["actors"].values() for k in a["keypoints2d"]}
     if keypoint_names is None:
@@ -225,10 +239,13 @@ def build_meta(*, fps: float, resolution: tuple[int, int], passes: dict[str, dic
         if unknown:
             raise ValueError(f"name the keypoints of sets {sorted(unknown)} in keypoint_names")
         keypoint_names = {k: KEYPOINT_SETS[k] for k in sorted(used)}
-    return {"schema_version": SCHEMA_VERSION, "fps": float(fps), "resolution": [int(resolution[0]), int(resolution[1])],
+    meta = {"schema_version": SCHEMA_VERSION, "fps": float(fps), "resolution": [int(resolution[0]), int(resolution[1])],
             "frames_range": [min(indices), max(indices)] if indices else [], "passes": passes,
-            "joint_names": joint_names, "keypoint_names": keypoint_names, "actors": _jsonable(actors),
+            "joint_names": joint_names, "keypoint_names": keypoint_names, "actors": jsonable(actors),
             "frames": frames}
+    if warnings:
+        meta["warnings"] = list(warnings)
+    return meta
 
 
 def write_meta(root: str | os.PathLike, meta: dict, force: bool = True) -> Path:
@@ -239,4 +256,4 @@ def write_meta(root: str | os.PathLike, meta: dict, force: bool = True) -> Path:
         missing = [k for k in _PASS_KEYS if k not in info]
         if missing:
             raise UserError(path, f"pass {name!r} lacks {missing}")
-    return save_json(path, _jsonable(meta), force=force)
+    return save_json(path, jsonable(meta), force=force)

@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from render.engines import FLAT_LAYER, SEMANTIC_AOV
 from render.meta import pass_entry, standard_pass
+
+SEMANTIC_AOV = "semantic"   # the body-part colour AOV of the flat render (render.engines)
+FLAT_LAYER = "ViewLayer"    # its view layer: EXR channels are named "<layer>.<pass>.<channel>"
+SURFACE_ID_STRIDE = 1000    # surface id = actor instance id * SURFACE_ID_STRIDE + body part id
 
 MESH_ALBEDO = np.array([0.80, 0.80, 0.82])       # pale grey-white
 MESH_LIGHT = np.array([0.35, 0.45, 1.0]) / np.linalg.norm([0.35, 0.45, 1.0])   # camera space, upper left-front
@@ -69,6 +72,24 @@ def semantic_colours(channels: dict) -> np.ndarray:
     rgb = np.stack([_channel(channels, f"{SEMANTIC_AOV}.{c}") for c in "RGB"], -1)
     out = np.floor(rgb.astype(np.float64) * 255.0 + 0.5).clip(0, 255).astype(np.uint8)
     return out * (instance_ids(channels) > 0)[..., None].astype(np.uint8)
+
+
+def surface_ids(channels: dict, palettes: dict[int, np.ndarray]) -> np.ndarray:
+    """(H, W) int64 id of the surface at each pixel: instance id * SURFACE_ID_STRIDE + body part id
+    (the part whose palette colour the semantic AOV holds), -1 on background. ``palettes``: actor
+    instance id -> (P, 3) uint8 part colours of its avatar."""
+    rgb = semantic_colours(channels).astype(np.int64)
+    packed = (rgb[..., 0] << 16) | (rgb[..., 1] << 8) | rgb[..., 2]
+    ids = instance_ids(channels)
+    out = np.full(ids.shape, -1, np.int64)
+    for instance, palette in palettes.items():
+        pal = np.asarray(palette, np.int64)
+        keys = (pal[:, 0] << 16) | (pal[:, 1] << 8) | pal[:, 2]
+        order = np.argsort(keys, kind="stable")
+        pos = np.minimum(np.searchsorted(keys[order], packed), len(keys) - 1)
+        here = (ids == instance) & (keys[order][pos] == packed)
+        out[here] = instance * SURFACE_ID_STRIDE + order[pos][here]
+    return out
 
 
 def forward_flow(channels: dict) -> np.ndarray:

@@ -26,7 +26,7 @@ from motion.errors import UserError
 from motion.fileio import atomic_path, check_writable
 from render.depthmap import DepthRange, encode_depth, meta_depth_range
 from render.flowviz import flow_magnitude_max, flow_to_colour
-from render.meta import frame_path, read_meta
+from render.meta import META, frame_path, read_meta
 from render.passio import pick_channels
 
 PREVIEWS = "previews"
@@ -151,6 +151,22 @@ def contact_sheet(root: str | os.PathLike, meta: dict, frames: list[int], tile_w
     return np.concatenate(rows, 0)
 
 
+def preview_files(root: str | os.PathLike, meta: dict, out_dir: str | os.PathLike | None = None) -> list[Path]:
+    """What :func:`write_previews` writes: ``<pass>.mp4`` per pass, ``grid.mp4``, ``contact_sheet.png``."""
+    out = Path(out_dir) if out_dir is not None else Path(root) / PREVIEWS
+    return [out / f"{n}.mp4" for n in meta["passes"]] + [out / "grid.mp4", out / "contact_sheet.png"]
+
+
+def previews_current(root: str | os.PathLike) -> bool:
+    """Whether every preview in ``root/previews`` exists and is at least as new as ``root/meta.json``."""
+    try:
+        meta = read_meta(root)
+        stamp = (Path(root) / META).stat().st_mtime_ns
+        return all(p.is_file() and p.stat().st_mtime_ns >= stamp for p in preview_files(root, meta))
+    except (UserError, OSError):
+        return False
+
+
 def write_previews(root: str | os.PathLike, out_dir: str | os.PathLike | None = None, *, tile_width: int = 320,
                    contact_frames: int = 4, force: bool = False,
                    note: Callable[[str], None] = lambda s: print(s, file=sys.stderr)) -> list[Path]:
@@ -165,11 +181,10 @@ def write_previews(root: str | os.PathLike, out_dir: str | os.PathLike | None = 
 
     root = Path(root)
     meta = read_meta(root)
-    out = Path(out_dir) if out_dir is not None else root / PREVIEWS
     names = list(meta["passes"])
     if not names:
         raise UserError(root / "meta.json", "no passes to preview")
-    targets = [out / f"{n}.mp4" for n in names] + [out / "grid.mp4", out / "contact_sheet.png"]
+    targets = preview_files(root, meta, out_dir)
     for t in targets:
         check_writable(t, force)
     decoders = {n: _Decoder(root, meta, n) for n in names}

@@ -97,30 +97,85 @@ def project(K: np.ndarray, world_to_camera: np.ndarray, points: np.ndarray) -> t
     return uv, z
 
 
-def visibility(pixels: np.ndarray, depth: np.ndarray, depth_buffer: np.ndarray, tol: float = 0.15,
-               radius: int = 2) -> np.ndarray:
-    """1 where a point is in the frame and not occluded, else 0 (uint8, shape of ``depth``).
+# Visibility of keypoints (``visible`` in meta.json), decided per keypoint from the surface it belongs to.
+JOINT_TOLERANCE = 0.05     # m: another body part or actor hides a joint only when nearer than this in front of it
+OWN_SURFACE_DEPTH = 0.30   # m: a joint's own body parts are its surface up to this far in front of it (a thigh)
+FACE_TOLERANCE = 0.02      # m (+ 1.5 px at the vertex's depth): a face vertex this near the seen surface is on it
+FACE_VISIBLE_SHARE = 1 / 3  # a face point is visible when this share of its vertices' weight is on the seen surface
+OWN_PART_SHARE = 0.02      # a body part holding this share of a joint's regressor weights is one of its own
 
-    Joints lie inside the body, behind the surface the depth buffer sees at their pixel, by up to
-    the half-thickness of the body part (~0.05 m at a wrist, ~0.12 m at a hip). So a point at depth z
-    is visible when some surface within ``radius`` pixels of it is no more than ``tol`` in front of
-    it: ``z <= max(buffer[window]) + tol``. Taking the farthest surface in the window keeps joints
-    on a silhouette edge (window reaches the background) and under thin occluders visible, while a
-    limb or another person crossing in front (surface nearer by more than ``tol`` over the whole
-    window) hides it. Default ``tol`` 0.15 m: a torso's half-thickness plus margin.
-    ``depth_buffer`` is (H, W) planar depth; background may be inf, NaN or <= 0 (no surface).
+
+def _in_frame(px: np.ndarray, z: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    H, W = shape
+    ok = np.all(np.isfinite(px), axis=-1) & np.isfinite(z) & (z > 0)
+    with np.errstate(invalid="ignore"):
+        return ok & (px[..., 0] >= 0) & (px[..., 0] < W) & (px[..., 1] >= 0) & (px[..., 1] < H)
+
+
+def _buffer(depth_buffer: np.ndarray) -> np.ndarray:
+    buf = np.asarray(depth_buffer, dtype=np.float64)
+    return np.where(np.isfinite(buf) & (buf > 0), buf, np.inf)
+
+
+def _window(a: np.ndarray, px: np.ndarray, radius: int) -> np.ndarray:
+    j, i = int(px[0]), int(px[1])
+    return a[max(i - radius, 0):i + radius + 1, max(j - radius, 0):j + radius + 1]
+
+
+def visibility(pixels: np.ndarray, depth: np.ndarray, depth_buffer: np.ndarray, tol: float = JOINT_TOLERANCE,
+               radius: int = 2, surface_ids: np.ndarray | None = None, own_ids: list | None = None) -> np.ndarray:
+    """1 where a joint is in the frame and not occluded, else 0 (uint8, shape of ``depth``).
+
+    A joint lies inside the body, behind the surface seen at its pixel. It is hidden only by another
+    body part or another actor: when over the whole window of ``radius`` pixels around it the seen
+    surface is more than ``tol`` in front of it and is not one of its own parts. ``surface_ids``
+    (H, W) names the surface at each pixel (e.g. actor * 1000 + part, -1 background) and
+    ``own_ids[k]`` the ids that are joint k's own (a hip's: pelvis and thigh); own surfaces count up to
+    ``OWN_SURFACE_DEPTH`` in front. Without ``surface_ids`` every surface is another's. Taking any
+    pixel of the window keeps joints on a silhouette edge visible. ``depth_buffer`` is (H, W)
+    planar depth; background may be inf, NaN or <= 0 (no surface).
     """
     px = np.asarray(pixels, dtype=np.float64).reshape(-1, 2)
     z = np.asarray(depth, dtype=np.float64).reshape(-1)
-    buf = np.asarray(depth_buffer, dtype=np.float64)
-    H, W = buf.shape
-    buf = np.where(np.isfinite(buf) & (buf > 0), buf, np.inf)
+    buf = _buffer(depth_buffer)
     out = np.zeros(len(z), np.uint8)
-    finite = np.all(np.isfinite(px), axis=1) & np.isfinite(z)
-    ok = finite & (z > 0)
-    ok[finite] &= (px[finite, 0] >= 0) & (px[finite, 0] < W) & (px[finite, 1] >= 0) & (px[finite, 1] < H)
-    for k in np.flatnonzero(ok):
-        j, i = int(px[k, 0]), int(px[k, 1])
-        window = buf[max(i - radius, 0):i + radius + 1, max(j - radius, 0):j + radius + 1]
-        out[k] = z[k] <= window.max() + tol
+    for k in np.flatnonzero(_in_frame(px, z, buf.shape)):
+        near = _window(buf, px[k], radius)
+        seen = near >= z[k] - tol
+        if surface_ids is not None and own_ids is not None:
+            seen |= np.isin(_window(surface_ids, px[k], radius), list(own_ids[k])) & (near >= z[k] - OWN_SURFACE_DEPTH)
+        out[k] = seen.any()
     return out.reshape(np.shape(depth))
+
+
+def surface_visibility(pixels: np.ndarray, depth: np.ndarray, weights: np.ndarray, depth_buffer: np.ndarray,
+                       focal: float) -> np.ndarray:
+    """1 for each face point whose own surface is the surface seen, else 0 (uint8, (K,)).
+
+    Face points (nose, eyes, ears, face landmarks) are regressed from surface vertices: ``pixels``
+    (K, N, 2) and ``depth`` (K, N) of those vertices, ``weights`` (K, N) their regressor weights. A
+    vertex is on the seen surface when the depth buffer at its pixel is no nearer than
+    ``FACE_TOLERANCE`` plus 1.5 pixel footprints (``focal`` in pixels) in front of it; the point is
+    visible when vertices holding ``FACE_VISIBLE_SHARE`` of its weight are. So a nose seen through
+    the back of the head is hidden, whatever the depth of the head, and the far eye of a profile is
+    hidden behind the nose bridge.
+    """
+    px = np.asarray(pixels, dtype=np.float64)
+    z = np.asarray(depth, dtype=np.float64)
+    w = np.abs(np.asarray(weights, dtype=np.float64))
+    buf = _buffer(depth_buffer)
+    ok = _in_frame(px, z, buf.shape) & (w > 0)
+    on = np.zeros(z.shape, bool)
+    seen = buf[px[ok][:, 1].astype(int), px[ok][:, 0].astype(int)]
+    on[ok] = seen >= z[ok] - FACE_TOLERANCE - 1.5 * z[ok] / focal
+    share = (w * on).sum(1) / np.maximum(w.sum(1), 1e-12)
+    return (share >= FACE_VISIBLE_SHARE).astype(np.uint8)
+
+
+def own_parts(vertex_ids: np.ndarray, weights: np.ndarray, vertex_parts: np.ndarray) -> list[set[int]]:
+    """Per keypoint, the body parts holding at least ``OWN_PART_SHARE`` of its regressor weights."""
+    out = []
+    for ids, w in zip(vertex_ids, np.abs(weights)):
+        share = np.bincount(vertex_parts[ids], weights=w, minlength=int(vertex_parts.max()) + 1) / max(w.sum(), 1e-12)
+        out.append({int(p) for p in np.flatnonzero(share >= OWN_PART_SHARE)})
+    return out

@@ -27,7 +27,8 @@ import json
 import os
 from pathlib import Path
 
-from motion.errors import UserError
+from motion.errors import UserError, check_number
+from motion.motion import MAX_FPS
 from render.cameras import CAMERA_TYPES
 
 CONDITION_PASSES = ("mesh", "normal", "depth", "semantic", "mask", "skeleton")
@@ -48,6 +49,17 @@ _CAMERA_KEYS = {
     "keyframes": {"keys"},
     "from_file": {"path"},
 }
+MAX_RESOLUTION = 65536                   # Blender's largest render size per side
+# numeric camera keys: check_number limits
+_CAMERA_NUMBERS = {
+    "focal_mm": {"above": 0}, "fill": {"above": 0, "maximum": 1}, "distance": {"above": 0}, "seconds": {"above": 0},
+    "roll_deg": {}, "azimuth_deg": {}, "elevation_deg": {"minimum": -90, "maximum": 90}, "radius": {"above": 0},
+    "height": {}, "degrees": {}, "start_deg": {}, "ratio": {"above": 0}, "focal_start_mm": {"above": 0},
+    "focal_end_mm": {"above": 0}, "smoothing_s": {"minimum": 0}, "seed": {"minimum": 0, "integer": True},
+    "amplitude_deg": {"minimum": 0}, "amplitude_m": {"minimum": 0}, "frequency_hz": {"above": 0},
+    "time": {"minimum": 0},
+}
+_CAMERA_POINTS = ("position", "look_at", "start", "end", "target")
 
 
 def _unknown(where: str, given: dict, allowed: set) -> None:
@@ -63,10 +75,22 @@ def _mapping(value, where: str) -> dict:
     return value
 
 
-def _number(value, where: str, positive: bool = False) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or (positive and value <= 0):
-        raise UserError(where, f"must be a {'positive ' if positive else ''}number, got {value!r}")
-    return float(value)
+def _point(value, where: str) -> None:
+    if not isinstance(value, (list, tuple)) or len(value) != 3:
+        raise UserError(where, f"must be [x, y, z] in metres, got {value!r}")
+    for v in value:
+        check_number(v, where)
+
+
+def _camera_numbers(spec: dict, where: str) -> None:
+    """Every numeric camera key finite and in range, points [x, y, z] (``target`` may name an actor)."""
+    for key, value in spec.items():
+        if key in _CAMERA_NUMBERS:
+            check_number(value, f"{where}.{key}", **_CAMERA_NUMBERS[key])
+        elif key in _CAMERA_POINTS and not (key == "target" and isinstance(value, str)):
+            _point(value, f"{where}.{key}")
+    if "position" in spec and "look_at" in spec and spec["position"] == spec["look_at"]:
+        raise UserError(f"{where}.look_at", "is the camera position itself; the camera needs a direction")
 
 
 def _camera(spec, where: str) -> dict:
@@ -80,6 +104,15 @@ def _camera(spec, where: str) -> dict:
     if kind not in CAMERA_TYPES:
         raise UserError(f"{where}.type", f"unknown camera type {kind!r} (one of {', '.join(CAMERA_TYPES)})")
     _unknown(where, spec, _CAMERA_KEYS["common"] | _CAMERA_KEYS[kind])
+    _camera_numbers(spec, where)
+    if kind == "keyframes":
+        keys = spec.get("keys")
+        if not isinstance(keys, list) or not keys:
+            raise UserError(f"{where}.keys", "must be a non-empty list of {time, position, look_at, focal_mm}")
+        for i, key in enumerate(keys):
+            _unknown(f"{where}.keys[{i}]", _mapping(key, f"{where}.keys[{i}]"), {"time", "position", "look_at",
+                                                                                   "focal_mm"})
+            _camera_numbers(key, f"{where}.keys[{i}]")
     if kind == "handheld" and "base" in spec:
         spec = {**spec, "base": _camera(spec["base"], f"{where}.base")}
     if kind == "from_file" and "path" not in spec:
@@ -93,7 +126,7 @@ def _actor(spec, i: int) -> dict:
     _unknown(where, spec, _ACTOR)
     heading = spec.get("heading_deg")
     out = {"name": str(spec.get("name", f"actor{i}")), "position": spec.get("position"),
-           "heading_deg": None if heading is None else _number(heading, f"{where}.heading_deg")}
+           "heading_deg": None if heading is None else check_number(heading, f"{where}.heading_deg")}
     if "motion" not in spec:
         raise UserError(where, "needs motion (a file, or {generate: text, seconds: S})")
     motion = spec["motion"]
@@ -119,7 +152,7 @@ def _actor(spec, i: int) -> dict:
     if pos is not None:
         if not isinstance(pos, (list, tuple)) or len(pos) not in (2, 3):
             raise UserError(f"{where}.position", f"must be [x, y] or [x, y, z], got {pos!r}")
-        out["position"] = [_number(v, f"{where}.position") for v in pos]
+        out["position"] = [check_number(v, f"{where}.position") for v in pos]
     return out
 
 
@@ -127,20 +160,21 @@ def validate_scene(raw, where: str = "scene") -> dict:
     """Check a scene mapping and return it with defaults filled in (a new dict)."""
     scene = copy.deepcopy(_mapping(raw, where))
     _unknown(where, scene, _TOP)
-    fps = _number(scene.get("fps", 30), "fps", positive=True)
+    fps = check_number(scene.get("fps", 30), "fps", above=0, maximum=MAX_FPS)
     res = scene.get("resolution", [512, 512])
-    if (not isinstance(res, (list, tuple)) or len(res) != 2
-            or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in res)):
+    if not isinstance(res, (list, tuple)) or len(res) != 2:
         raise UserError("resolution", f"must be [width, height] in pixels, got {res!r}")
+    for v in res:
+        check_number(v, "resolution", minimum=1, maximum=MAX_RESOLUTION, integer=True)
     frames = _mapping(scene.get("frames", {}), "frames")
     _unknown("frames", frames, {"start", "end", "seconds"})
     if "seconds" in frames and ("start" in frames or "end" in frames):
         raise UserError("frames", "give {start, end} or {seconds}, not both")
     for key in ("start", "end"):
-        if key in frames and (not isinstance(frames[key], int) or frames[key] < 0):
-            raise UserError(f"frames.{key}", f"must be a frame number >= 0, got {frames[key]!r}")
+        if key in frames:
+            frames[key] = check_number(frames[key], f"frames.{key}", minimum=0, integer=True)
     if "seconds" in frames:
-        _number(frames["seconds"], "frames.seconds", positive=True)
+        check_number(frames["seconds"], "frames.seconds", above=0)
     if "start" in frames and "end" in frames and frames["end"] < frames["start"]:
         raise UserError("frames", f"end {frames['end']} is before start {frames['start']}")
     actors = scene.get("actors")
@@ -168,7 +202,8 @@ def validate_scene(raw, where: str = "scene") -> dict:
         "camera": _camera(scene.get("camera", {"type": "orbit", "degrees": 90}), "camera"),
         "passes": list(dict.fromkeys(passes)),
         "engine": {"rgb": engine.get("rgb", "auto"),
-                   "rgb_samples": int(_number(engine.get("rgb_samples", 32), "engine.rgb_samples", True)),
+                   "rgb_samples": check_number(engine.get("rgb_samples", 32), "engine.rgb_samples", minimum=1,
+                                               maximum=65536, integer=True),
                    "flat": "cycles"},
     }
 

@@ -94,6 +94,41 @@ def test_existing_dataset_needs_force(smoke, monkeypatch, capsys):
     assert _digests(smoke) == before                         # already built: nothing redone
 
 
+@pytest.mark.slow
+def test_a_killed_build_resumes_to_the_same_dataset_without_temporaries(smoke, tmp_path):
+    """kill -9 in the middle of a clip's render, then the same command again: the finished dataset is
+    byte-identical to an uninterrupted one and holds no temporaries, locks or temp folders."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    from motion.fileio import TEMP_FILE, TEMP_FOLDER
+
+    repo = Path(__file__).resolve().parents[1]
+    out, systmp = tmp_path / "data", tmp_path / "systmp"
+    systmp.mkdir()
+    env = {**os.environ, "TMPDIR": str(systmp), "PYTHONPATH": str(repo), "AVATARCINE_QUIET": "1"}
+    cmd = [sys.executable, "-m", "motion.cli", "bench", "dataset", "--size", "smoke", "--seed", "0", "-o", str(out)]
+    log = tmp_path / "build.log"
+    with open(log, "w") as err:
+        build = subprocess.Popen(cmd, cwd=repo, env=env, stdout=subprocess.DEVNULL, stderr=err)
+        while build.poll() is None and not list(out.glob("clips/*/.frames/0*.json")):
+            time.sleep(0.005)
+        build.send_signal(signal.SIGKILL)
+    assert build.wait() == -signal.SIGKILL, log.read_text()[-2000:]       # killed mid-build, not finished
+    log.unlink()
+    assert not (out / "manifest.json").exists() and (tmp_path / ".data.lock").exists()
+    assert subprocess.run(cmd, cwd=repo, env=env, capture_output=True).returncode == 0
+    left = [p for p in tmp_path.rglob("*") if TEMP_FILE.match(p.name) or TEMP_FOLDER.match(p.name)
+            or p.name.endswith(".lock")]
+    assert left == [] and list(systmp.iterdir()) == []
+    assert _digests(out) == _digests(smoke)
+    assert (out / "manifest.json").read_bytes() == (smoke / "manifest.json").read_bytes()
+
+
 def test_rendered_clothes_have_the_painted_colours(tmp_path):
     """Blender's rgb render (independent of our painting code) shows the identity's garments where the
     semantic pass says the torso and thighs are, and skin on the face."""

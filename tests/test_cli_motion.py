@@ -49,7 +49,7 @@ def test_convert_refuses_to_overwrite(amass_sample, tmp_path, capsys):
     (["motion", "convert", "{tmp}/bad.bvh", "{tmp}/out.npz"], "bad.bvh"),
     (["motion", "convert", "{sample}", "{tmp}/out.npz", "--fps", "-5"], "fps"),
     (["motion", "convert", "{sample}", "{tmp}/out.npz", "--start", "9"], "keeps no frames"),
-    (["motion", "convert", "{sample}", "{tmp}/out.fbx"], "cannot write"),
+    (["motion", "convert", "{sample}", "{tmp}/out.fbx"], "output must end in .npz or .bvh"),
 ])
 def test_bad_input_exits_2_with_one_line(amass_sample, tmp_path, capsys, args, message):
     (tmp_path / "bad.bvh").write_text("HIERARCHY\nROOT x\n{\n")

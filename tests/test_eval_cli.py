@@ -97,7 +97,7 @@ def test_eval_bad_input_is_one_line_exit_2(tmp_path, gt_dir, clip, capsys):
     small = write_frames(tmp_path / "small", clip["rgb"][:, :-2])
     ok = write_frames(tmp_path / "ok", clip["rgb"])
     cases = [
-        ([short, gt_dir], "has 3 frames"),
+        ([short, gt_dir], "lacks frames 3 of the ground truth's 0..3"),
         ([small, gt_dir], "the ground truth is 40x32"),
         ([tmp_path / "absent", gt_dir], "no such folder"),
         ([short, tmp_path], "not a passes folder"),

@@ -86,7 +86,7 @@ def test_toy_method_runs_through_generate_and_methods(toy, tmp_path, capsys):
     assert record["sampling"]["windows"] == [[0, 2], [1, 3]]
     assert sorted(p.name for p in (out / "frames").iterdir()) == ["000000.png", "000001.png", "000002.png"]
     assert main(["generate", str(passes), "--method", "toy", "--strength", "2", "-o", str(tmp_path / "bad")]) == 2
-    assert capsys.readouterr().err.strip() == "avatarcine: error: --strength: must be at most 1, got 2"
+    assert capsys.readouterr().err.strip() == "avatarcine: error: --strength: must be >= 0 and <= 1, got 2.0"
     assert main(["generate", str(passes), "--method", "toy", "--prompt", "x", "-o", str(tmp_path / "bad")]) == 2
     assert "unrecognized arguments: --prompt x" in capsys.readouterr().err  # the toy has no text settings
     assert not (tmp_path / "bad").exists()
@@ -106,17 +106,17 @@ def test_toy_method_runs_in_the_harness(toy, tmp_path):
 
 
 @pytest.mark.parametrize("field,value,message", [
-    ("cfg", float("nan"), "--cfg: must be finite, got nan"),
-    ("cfg", float("inf"), "--cfg: must be finite, got inf"),
-    ("eta", -0.5, "--eta: must be at least 0, got -0.5"),
+    ("cfg", float("nan"), "--cfg: must be a finite number, got nan"),
+    ("cfg", float("inf"), "--cfg: must be a finite number, got inf"),
+    ("eta", -0.5, "--eta: must be >= 0 and <= 1, got -0.5"),
     ("width", 100, "--width: must be a multiple of 8, got 100"),
-    ("width", 0, "--width: must be at least 8, got 0"),
-    ("steps", 2.5, "--steps: must be an integer, got 2.5"),
+    ("width", 0, "--width: must be >= 8 and <= 8192, got 0"),
+    ("steps", 2.5, "--steps: must be a whole number, got 2.5"),
     ("scheduler", "lms", "--scheduler: 'lms' is not one of ddim, dpm, euler"),
     ("overlap", 16, "--overlap: must be smaller than the window (16), got 16"),
     ("controlnet_scale", (1.0, 2.0), "--controlnet-scale: give 1 or 1 values (one per ControlNet), got 2"),
     ("guidance_end", (0.0,), "need start < end"),
-    ("shared_noise", 1.5, "--shared-noise: must be at most 1, got 1.5"),
+    ("shared_noise", 1.5, "--shared-noise: must be >= 0 and <= 1, got 1.5"),
     ("side_by_side", "yes", "--side-by-side: must be true or false"),
 ])
 def test_settings_reject_bad_values_naming_the_flag(field, value, message):

@@ -236,7 +236,7 @@ def test_people_from_meta_frame():
         "a": M.actor_frame(np.zeros((2, 3)), {"openpose18": body, "hand_left21": hand}),
         "b": M.actor_frame(np.zeros((2, 3)), {"openpose18": body + [10, 0, 0]})})
     import json
-    frame = json.loads(json.dumps(M._jsonable(frame)))          # as read back from meta.json
+    frame = json.loads(json.dumps(M.jsonable(frame)))          # as read back from meta.json
     people = openpose.people_from_frame(frame)
     assert [sorted(p) for p in people] == [["body", "hand_left"], ["body"]]
     expected = draw_pose(128, 128, [dict(body=body, hand_left=hand), dict(body=body + [10, 0, 0])])

@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 
 from motion.errors import UserError
-from render.projection import (camera_to_world_blender, intrinsics_from_blender, intrinsics_from_camera,
-                               project, visibility, world_to_camera_cv)
+from render.projection import (FACE_TOLERANCE, OWN_SURFACE_DEPTH, camera_to_world_blender, intrinsics_from_blender,
+                               intrinsics_from_camera, own_parts, project, surface_visibility, visibility,
+                               world_to_camera_cv)
 
 
 def _rot_x(deg):
@@ -87,6 +88,41 @@ def test_visibility_against_depth_buffer():
     assert vis.tolist() == [1, 0, 1, 1, 0, 0, 0]
     assert visibility(px[:1], np.array([-1.0]), buf).tolist() == [0]       # behind the camera
     assert visibility(px[:2], z[:2], np.where(buf == 2.0, 0.0, buf)).tolist() == [1, 0]   # 0 = background
+
+
+def test_joints_are_hidden_only_by_other_parts_or_actors():
+    buf = np.full((60, 60), 2.0)
+    ids = np.full((60, 60), 1003)                             # actor 1, part 3 everywhere ...
+    buf[:, :30], ids[:, :30] = 1.8, 1004                      # ... a nearer surface of part 4 on the left
+    buf[40:, :], ids[40:, :] = 2.0 - OWN_SURFACE_DEPTH - 0.05, 1004   # ... and part 4 far in front at the bottom
+    px = np.array([[10.5, 10.5], [10.5, 10.5], [45.5, 10.5], [10.5, 50.5], [10.5, 10.5]])
+    z = np.full(5, 2.0)
+    own = [{1004}, {1003}, {1004}, {1004}, set()]
+    # behind its own part 4 (20 cm) / behind part 4, not its own / behind its own surface 0 cm / own part 4
+    # but more than OWN_SURFACE_DEPTH in front / behind part 4 of another joint's
+    assert visibility(px, z, buf, surface_ids=ids, own_ids=own).tolist() == [1, 0, 1, 0, 0]
+    assert visibility(px[:1], z[:1], buf).tolist() == [0]     # without surface ids every surface occludes
+    other_actor = np.where(ids == 1004, 2004, ids)            # the same surface, but another actor's
+    assert visibility(px[:1], z[:1], buf, surface_ids=other_actor, own_ids=own[:1]).tolist() == [0]
+
+
+def test_face_points_follow_their_surface_vertices():
+    buf = np.full((40, 40), 3.0)
+    buf[:, 20:] = 2.0                                          # the right half is 1 m nearer (the back of a head)
+    focal = 100.0
+    px = np.array([[[5.5, 5.5], [6.5, 5.5], [25.5, 5.5]], [[25.5, 5.5], [26.5, 5.5], [5.5, 5.5]]])
+    z = np.array([[3.0, 3.0 + FACE_TOLERANCE / 2, 3.0], [3.0, 3.0, 3.0]])
+    w = np.array([[0.4, 0.3, 0.3], [0.5, 0.3, 0.2]])
+    # point 0: 70 % of its weight on the seen surface; point 1: 20 %, the rest behind the nearer half
+    assert surface_visibility(px, z, w, buf, focal).tolist() == [1, 0]
+    assert surface_visibility(px, z + 0.5, w, buf, focal).tolist() == [0, 0]   # everything 0.5 m behind
+
+
+def test_own_parts_are_the_parts_holding_a_share_of_the_regressor():
+    vertex_parts = np.array([0, 1, 1, 2, 3])
+    ids = np.array([[1, 2, 3, 4], [0, 1, 4, 4]])
+    weights = np.array([[0.5, 0.3, 0.19, 0.01], [0.99, 0.01, 0.0, 0.0]])
+    assert own_parts(ids, weights, vertex_parts) == [{1, 2}, {0}]
 
 
 def test_matches_blender_world_to_camera_view():

@@ -43,7 +43,7 @@ import numpy as np
 from diffusion.benchmark.identities import draw_identity
 from motion.bodies.appearance import Identity, write_identity
 from motion.errors import UserError
-from motion.fileio import save_json
+from motion.fileio import check_writable, output_lock, save_json, sweep_stale_temps
 from motion.progress import progress
 
 FORMAT = "avatarcine.bench-dataset/1"
@@ -229,8 +229,6 @@ def _read_json(path: Path):
 
 
 def _prepare_dir(out: Path, plan: dict, force: bool) -> None:
-    if out.exists() and not out.is_dir():
-        raise UserError(out, "exists and is not a folder")
     if not out.exists() or not any(out.iterdir()):
         return
     marker = out / PLAN
@@ -246,20 +244,29 @@ def _prepare_dir(out: Path, plan: dict, force: bool) -> None:
 def build_dataset(out_dir: str | Path, size: str = "smoke", seed: int = 0, motion_files: list[str] | None = None,
                   force: bool = False, verbose: bool = False) -> Path:
     """Render the dataset of (``size``, ``seed``, ``motion_files``) into ``out_dir``; returns the
-    manifest path. An interrupted build resumes when rerun with the same arguments. Blender's own
-    output goes to each clip's ``logs/blender.log``, or to the terminal when ``verbose``."""
+    manifest path. An interrupted build resumes when rerun with the same arguments (sweeping what
+    the interrupted one left half-written); a second build into the same folder meanwhile is refused.
+    Blender's own output goes to each clip's ``logs/blender.log``, or to the terminal when ``verbose``."""
+    out = check_writable(out_dir, force=True, folder=True)
+    plan = make_plan(size, seed, motion_files)
+    with output_lock(out):
+        sweep_stale_temps(out, recursive=True)
+        if (out / MANIFEST).is_file() and not force and _read_json(out / MANIFEST) == plan:
+            return out / MANIFEST                # already built
+        _prepare_dir(out, plan, force)
+        out.mkdir(parents=True, exist_ok=True)
+        _build(out, plan, verbose)
+    return out / MANIFEST
+
+
+def _build(out: Path, plan: dict, verbose: bool) -> None:
+    """Write every file of ``plan`` not yet in ``out`` (resuming clip renders), the manifest last."""
     from motion.asset import AvatarAsset
     from motion.motion import Motion
     from motion.ops import place
     from motion.retarget import retarget
     from render.api import render_scene
 
-    plan = make_plan(size, seed, motion_files)
-    out = Path(out_dir)
-    if (out / MANIFEST).is_file() and not force and _read_json(out / MANIFEST) == plan:
-        return out / MANIFEST                    # already built
-    _prepare_dir(out, plan, force)
-    out.mkdir(parents=True, exist_ok=True)
     save_json(out / PLAN, plan)
     for entry in progress(plan["identities"], desc="identities", total=len(plan["identities"])):
         path = out / entry["avatar"]
@@ -285,7 +292,6 @@ def build_dataset(out_dir: str | Path, size: str = "smoke", seed: int = 0, motio
         render_scene(scene_path, out / clip["path"], previews=False, verbose=verbose)
     save_json(out / MANIFEST, plan)
     (out / PLAN).unlink()
-    return out / MANIFEST
 
 
 def load_manifest(dataset_dir: str | Path) -> dict:

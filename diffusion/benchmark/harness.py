@@ -28,7 +28,7 @@ import numpy as np
 from diffusion.benchmark.dataset import load_manifest
 from diffusion.evaluation.evaluate import GROUND_TRUTH, METRICS, summarise
 from motion.errors import UserError
-from motion.fileio import atomic_path, save_json
+from motion.fileio import atomic_path, check_writable, save_json
 from motion.progress import progress
 
 EVAL_SPLITS = ("heldout", "heldout_identity")
@@ -176,7 +176,12 @@ def run_harness(dataset_dir: str | Path, out_dir: str | Path, methods: list[str]
     budget = budget or Budget()
     dataset = Path(dataset_dir)
     manifest = load_manifest(dataset)
-    out = Path(out_dir)
+    out = check_writable(out_dir, force=True, folder=True)
+    available = [RETRIEVAL] + sorted(entries())
+    chosen = methods or available
+    unknown = sorted(set(chosen) - set(available))
+    if unknown:
+        raise UserError("--methods", f"unknown {', '.join(unknown)} (available: {', '.join(available)})")
     if out.exists() and any(out.iterdir()):
         if not force:
             raise UserError(out, "already exists; pass --force to overwrite")
@@ -184,11 +189,6 @@ def run_harness(dataset_dir: str | Path, out_dir: str | Path, methods: list[str]
             raise UserError(out, "is not empty and not a harness output; not touching it")
         shutil.rmtree(out)
     out.mkdir(parents=True, exist_ok=True)
-    available = [RETRIEVAL] + sorted(entries())
-    chosen = methods or available
-    unknown = sorted(set(chosen) - set(available))
-    if unknown:
-        raise UserError("--methods", f"unknown {', '.join(unknown)} (available: {', '.join(available)})")
     size = budget.resolution or int(manifest["spec"]["resolution"])
     budget = dataclasses.replace(budget, resolution=size)
     train_dirs = [dataset / c["path"] for c in manifest["splits"]["train"]]

@@ -6,6 +6,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from motion.errors import number_arg
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -23,13 +25,14 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="TorchScript image feature network for FID ((N,3,H,W) in [0,1] -> (N,D))")
     p.add_argument("--fvd-net", type=Path, metavar="F",
                    help="TorchScript video feature network for FVD ((N,3,T,H,W) in [0,1] -> (N,D))")
-    p.add_argument("--clip-length", type=int, default=16, help="frames per FVD clip (default 16)")
+    p.add_argument("--clip-length", type=number_arg(minimum=2, integer=True), default=16,
+                   help="frames per FVD clip (default 16)")
     p.add_argument("--pose-detector", metavar="F",
                    help="RTMPose/DWPose ONNX model (needs rtmlib + onnxruntime), or `mediapipe` "
                         "(MediaPipe Pose, offline, with detection rate and mask IoU: pip install 'avatarcine[eval]')")
     p.add_argument("--segmenter", type=Path, metavar="F",
                    help="TorchScript segmenter ((1,3,H,W) in [0,1] -> foreground probability)")
-    p.add_argument("--depth-tolerance", type=float, default=0.05,
+    p.add_argument("--depth-tolerance", type=number_arg(above=0, maximum=1), default=0.05,
                    help="relative depth disagreement that marks a pixel occluded (default 0.05)")
     p.add_argument("-o", "--output", type=Path, metavar="REPORT_DIR",
                    help="write metrics.json, metrics.md, per_frame.png, summary.png here")
@@ -46,11 +49,8 @@ def run_eval(args: argparse.Namespace) -> int:
 
     if len(args.dirs) < 2:
         raise UserError("eval", "give at least one PRED_DIR and the GT_DIR")
-    if args.clip_length < 2:
-        raise UserError("--clip-length", f"must be at least 2, got {args.clip_length}")
-    if not args.depth_tolerance > 0:
-        raise UserError("--depth-tolerance", f"must be positive, got {args.depth_tolerance}")
     if args.output:  # fail before the (long) evaluation, not after it
+        check_writable(args.output, force=True, folder=True)
         for name in REPORT_FILES:
             check_writable(args.output / name, args.force)
     pose = args.pose_detector if args.pose_detector in (None, MEDIAPIPE) else Path(args.pose_detector)

@@ -196,10 +196,7 @@ def evaluate(pred_dirs: list[str | os.PathLike], gt_dir: str | os.PathLike, nets
         names = [f"{i}:{name}" for i, name in enumerate(names)]
     preds = {}
     for name, pred_dir in zip(names, pred_dirs):
-        frames = prediction_frames(pred_dir)
-        if len(frames) != n:
-            raise UserError(pred_dir, f"has {len(frames)} frames, the ground truth {gt.root} has {n}")
-        preds[name] = frames
+        preds[name] = prediction_frames(pred_dir, gt.indices)
     net = _Networks(nets, gt, n, clip_length)
     skipped = dict(net.skipped)
     has_mask = gt.mask_pass is not None

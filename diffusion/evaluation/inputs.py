@@ -1,7 +1,8 @@
 """What ``avatarcine eval`` compares: generated frames and a ground-truth passes folder.
 
 Generated frames: ``PRED_DIR/frames/NNNNNN.png`` (what ``avatarcine generate`` writes) or
-``PRED_DIR/NNNNNN.png`` (RGB or RGBA, 8 or 16 bit), matched to the ground truth by order.
+``PRED_DIR/NNNNNN.png`` (RGB or RGBA, 8 or 16 bit), paired with the ground truth by frame number
+(the file name's number is the frame's ``index`` in meta.json); both must hold the same frames.
 Ground truth: a passes folder (render/meta.py) with the ``rgb`` pass and, for the metrics that need
 them, the passes of kind ``mask`` (instance id, 0 = background), ``flow`` (float EXR, forward flow
 to the next frame in pixels, x right, y down, channels named by ``exr_channels``) and
@@ -20,21 +21,38 @@ import numpy as np
 from diffusion.io.passes import PassesFolder
 from render.images import read_rgb
 from motion.errors import UserError
-from render.meta import frame_path
+from render.meta import frame_path, frame_ranges
 
 _FRAME_NAME = re.compile(r"\d{6}\.png")
 
 
-def prediction_frames(pred_dir: str | os.PathLike) -> list[Path]:
-    """Sorted ``NNNNNN.png`` files of a generated video folder (``frames/`` subfolder or directly)."""
+def prediction_frames(pred_dir: str | os.PathLike, indices: list[int]) -> list[Path]:
+    """The generated frame of each ground-truth frame number in ``indices``: ``NNNNNN.png`` in
+    ``PRED_DIR/frames/`` or ``PRED_DIR``. A UserError naming the folder when it has none of them,
+    lacks some, or has frames the ground truth does not."""
     root = Path(pred_dir)
     if not root.is_dir():
         raise UserError(root, "no such folder of generated frames")
     for folder in (root / "frames", root):
-        frames = sorted(p for p in folder.glob("*.png") if _FRAME_NAME.fullmatch(p.name)) if folder.is_dir() else []
-        if frames:
-            return frames
-    raise UserError(root, "no frames NNNNNN.png here or in frames/")
+        numbered = ({int(p.stem): p for p in folder.glob("*.png") if _FRAME_NAME.fullmatch(p.name)}
+                    if folder.is_dir() else {})
+        if numbered:
+            break
+    else:
+        others = sorted(p.name for p in [*root.glob("*.png"), *root.glob("frames/*.png")])
+        found = f"; found {', '.join(others[:3])}{' ...' if len(others) > 3 else ''}" if others else ""
+        raise UserError(root, f"no frames named NNNNNN.png (the frame number, 6 digits) here or in frames/{found}")
+    have = sorted(numbered)
+    missing = [i for i in indices if i not in numbered]
+    extra = sorted(set(have) - set(indices))
+    if len(missing) == len(indices):
+        raise UserError(folder, f"has frames {frame_ranges(have)}, none of the ground truth's {frame_ranges(indices)}")
+    if missing:
+        raise UserError(folder, f"lacks frames {frame_ranges(missing)} of the ground truth's {frame_ranges(indices)}")
+    if extra:
+        raise UserError(folder, f"has frames {frame_ranges(extra)} the ground truth lacks (it has "
+                                f"{frame_ranges(indices)})")
+    return [numbered[i] for i in indices]
 
 
 class GroundTruth:

@@ -1,10 +1,11 @@
 """A generation and how it is written: PNG frames, H.264 mp4, condition|result side by side, run record.
 
 Layout of ``OUT/``: ``frames/<index:06d>.png``, ``video.mp4``, ``side_by_side.mp4``, ``run.json``.
-Everything is written into a temporary folder beside ``OUT`` (``.OUT.partial-<pid>-<random>``) and
-renamed into place at the end, so an interrupted run leaves no half-written output; the next write
-removes such folders whose process is gone and says so. An existing ``OUT`` is replaced only with
-``force``; ``run.json`` is strict JSON (no NaN).
+Everything is written into a temporary folder beside ``OUT`` (``.OUT.~<pid>~<random>``, the naming
+of ``motion.fileio``) and renamed into place at the end, so an interrupted run leaves no half-written
+output; the next write removes such temporaries whose process is gone and says so. An existing
+``OUT`` is replaced only with ``force``; ``run.json`` is strict JSON (no NaN). Callers hold
+``motion.fileio.output_lock(OUT)`` around the whole run (``avatarcine generate`` does).
 """
 
 from __future__ import annotations
@@ -21,11 +22,11 @@ import imageio.v2 as imageio
 import numpy as np
 
 from motion.errors import UserError
+from motion.fileio import sweep_stale_temps
 
 VIDEO = "video.mp4"
 SIDE_BY_SIDE = "side_by_side.mp4"
 RECORD = "run.json"
-PARTIAL = ".partial-"
 
 
 @dataclass
@@ -55,38 +56,15 @@ def side_by_side(left: np.ndarray, right: np.ndarray) -> np.ndarray:
     return np.concatenate([left, right], axis=2)
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def sweep_partials(out: Path) -> list[Path]:
-    """Remove ``.OUT.partial-<pid>-*`` folders beside ``out`` whose process is gone; return them."""
-    removed = []
-    if not out.parent.is_dir():
-        return removed
-    for path in out.parent.glob(f".{out.name}{PARTIAL}*"):
-        pid = path.name[len(f".{out.name}{PARTIAL}"):].split("-", 1)[0]
-        if pid.isdigit() and not _alive(int(pid)) and path.is_dir():
-            shutil.rmtree(path, ignore_errors=True)
-            removed.append(path)
-    return removed
-
-
 def write_generation(gen: Generation, out: str | os.PathLike, force: bool = False) -> Path:
     """Write ``gen`` to ``out`` (see module doc); return ``out``."""
     out = Path(out)
     if out.exists() and not force:
         raise UserError(out, "already exists; pass --force to overwrite")
     out.parent.mkdir(parents=True, exist_ok=True)
-    for path in sweep_partials(out):
+    for path in sweep_stale_temps(out.parent):
         print(f"avatarcine: removed {path.name}, left by an interrupted run", file=sys.stderr)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}{PARTIAL}{os.getpid()}-", dir=out.parent))
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.~{os.getpid()}~", dir=out.parent))
     try:
         (tmp / "frames").mkdir()
         for index, frame in zip(gen.indices, gen.frames):
@@ -102,7 +80,8 @@ def write_generation(gen: Generation, out: str | os.PathLike, force: bool = Fals
         if out.exists():
             if not force:
                 raise UserError(out, "appeared while this run was writing; kept it (pass --force to overwrite)")
-            old = out.with_name(f".{out.name}{PARTIAL}{os.getpid()}-old")
+            old = Path(tempfile.mkdtemp(prefix=f".{out.name}.~{os.getpid()}~", dir=out.parent))
+            os.rmdir(old)
             os.replace(out, old)
             os.replace(tmp, out)
             shutil.rmtree(old, ignore_errors=True)

@@ -82,11 +82,11 @@ class Method(ABC):
         if isinstance(settings, TextSettings) and not settings.prompt:
             raise UserError("--prompt", "a text prompt is required")
         if isinstance(settings, BackgroundSettings) and settings.background:
-            passes.resolve(settings.mask_pass)
             if settings.background != "first":
                 from render.images import read_rgb
 
                 read_rgb(settings.background, "background image")
+            passes.resolve(settings.mask_pass)
 
     @abstractmethod
     def load(self, settings: Settings) -> Components:

@@ -4,7 +4,7 @@ A setting is a dataclass field made with :func:`setting`: its metadata (help, gr
 bounds, how the command line spells it) is what the command line, ``avatarcine methods --json`` and
 the Blender add-on build their controls from, and what :meth:`Settings.validate` checks, so no method
 writes argparse code or range checks of its own. Values are checked on construction: a bad value is a
-one-line ``UserError`` naming the flag (``--cfg: must be finite, got nan``).
+one-line ``UserError`` naming the flag (``--cfg: must be a finite number, got nan``).
 
 A method's settings class inherits the groups it uses. Dataclass fields are ordered from the last
 base to the first, so bases are listed in reverse reading order::
@@ -18,12 +18,11 @@ base to the first, so bases are listed in reverse reading order::
 from __future__ import annotations
 
 import dataclasses
-import math
 import typing
 from dataclasses import dataclass, field
 from typing import Any
 
-from motion.errors import UserError
+from motion.errors import UserError, check_number
 
 SD15 = "stable-diffusion-v1-5/stable-diffusion-v1-5"
 SCHEDULERS = ("ddim", "dpm", "euler")
@@ -70,24 +69,14 @@ def _kind(hint: Any) -> tuple[type, bool, bool]:
 
 
 def _check_value(where: str, value: Any, base: type, meta: dict) -> Any:
-    """One scalar value: its type, finiteness, bounds and choices; returns it (ints widened to float)."""
+    """One scalar value: its type, finiteness, bounds (``motion.errors.check_number``) and choices."""
     if base is bool:
         if not isinstance(value, bool):
             raise UserError(where, f"must be true or false, got {value!r}")
         return value
     if base in (int, float):
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or (base is int and not
-                                                                               float(value).is_integer()):
-            raise UserError(where, f"must be {'an integer' if base is int else 'a number'}, got {value!r}")
-        value = base(value)
-        if not math.isfinite(value):
-            raise UserError(where, f"must be finite, got {value}")
-        if meta["low"] is not None and value < meta["low"]:
-            raise UserError(where, f"must be at least {meta['low']:g}, got {value:g}")
-        if meta["high"] is not None and value > meta["high"]:
-            raise UserError(where, f"must be at most {meta['high']:g}, got {value:g}")
-        if meta["above"] is not None and value <= meta["above"]:
-            raise UserError(where, f"must be greater than {meta['above']:g}, got {value:g}")
+        value = check_number(value, where, minimum=meta["low"], maximum=meta["high"], above=meta["above"],
+                             integer=base is int)
     elif base is str and not isinstance(value, str):
         raise UserError(where, f"must be text, got {value!r}")
     if meta["choices"] and value not in meta["choices"]:

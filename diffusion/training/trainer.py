@@ -15,6 +15,7 @@ models and versions; ``OUTPUT/validation/step-<step>.png`` the recipe's validati
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
@@ -31,7 +32,7 @@ import torch
 from diffusion.loaders.common import DTYPES
 from diffusion.training.config import TrainConfig, load_config
 from motion.errors import UserError
-from motion.fileio import atomic_path, save_json
+from motion.fileio import atomic_path, check_writable, output_lock, save_json
 from motion.progress import progress
 
 RECORD = "train.json"
@@ -133,9 +134,7 @@ def check_output(recipe: Recipe, config: TrainConfig, resume: bool | str = False
     """Before anything is loaded: the checkpoint to resume from (None: a fresh run), or a UserError.
     A fresh run refuses a non-empty output folder unless ``force`` and it is a training output (then it
     is replaced); a resumed run needs a checkpoint and the config's ``RESUME_FIXED`` fields unchanged."""
-    output = Path(config.output)
-    if output.exists() and not output.is_dir():
-        raise UserError(output, "exists and is not a folder")
+    output = check_writable(config.output, force=True, folder=True)
     record = output / RECORD
     if not resume:
         if output.exists() and any(output.iterdir()):
@@ -394,7 +393,10 @@ def train(recipe: Recipe, config: TrainConfig, *, resume: bool | str = False, fo
     """Build the trainer, start or resume in ``config.output`` and train; returns the trainer."""
     resume = resume or config.resume
     check_output(recipe, config, resume, force)  # fail before loading models and data
-    trainer = Trainer(recipe, config)
-    trainer.start(resume=resume, force=force)
-    trainer.fit(max_steps)
+    # one lock per run: the main process holds it (accelerate launch gives every process its RANK)
+    lock = output_lock(config.output) if os.environ.get("RANK", "0") == "0" else contextlib.nullcontext()
+    with lock:
+        trainer = Trainer(recipe, config)
+        trainer.start(resume=resume, force=force)
+        trainer.fit(max_steps)
     return trainer

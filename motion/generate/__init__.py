@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from motion.errors import UserError
+from motion.errors import check_number
 from motion.generate.blend import crossfade, crossfade_quats, integrate, transition_weights
 from motion.generate.body import (
     INDEX,
@@ -43,9 +43,10 @@ from motion.generate.legs import reachable_drop, solve_leg
 from motion.generate.parse import Request, parse
 from motion.generate.pose import to_quats, torso
 from motion.generate.primitives import Idle, Primitive, build
-from motion.motion import Motion
+from motion.motion import MAX_FPS, Motion
 from motion.rotations import matrix_to_axis_angle, quat_to_matrix
 
+MAX_SECONDS = 3600.0  # longest clip generated
 LEAD_IN = 0.5  # seconds of standing added before a plan that starts moving (and after one that ends so)
 PELVIS_KEYS = ("drop", "fwd", "lat", "pitch", "roll", "yaw", "lift")
 
@@ -54,12 +55,10 @@ __all__ = ["generate_motion", "plan"]
 
 def generate_motion(text: str, seconds: float | None = None, fps: float = 30.0, seed: int = 0) -> Motion:
     """Motion for ``text``; ``seconds`` fixes the total length (default: the natural length)."""
-    if not np.isfinite(fps) or fps <= 0:
-        raise UserError("fps", f"must be a positive number, got {fps}")
-    if seconds is not None and (not np.isfinite(seconds) or seconds <= 0):
-        raise UserError("seconds", f"must be a positive number, got {seconds}")
-    if int(seed) != seed or seed < 0:
-        raise UserError("seed", f"must be a non-negative integer, got {seed}")
+    fps = check_number(fps, "fps", above=0, maximum=MAX_FPS)
+    if seconds is not None:
+        seconds = check_number(seconds, "seconds", above=0, maximum=MAX_SECONDS)
+    seed = check_number(seed, "seed", minimum=0, integer=True)
     prims = plan(text, seed, seconds)
     total = seconds if seconds is not None else prims[-1].start + prims[-1].duration
     n = max(1, int(round(total * fps)))
