@@ -10,6 +10,7 @@ import tempfile
 from pathlib import Path
 
 from motion.fileio import save_json
+from render import pass_table
 
 from . import ROOT
 
@@ -20,7 +21,7 @@ try:
 except ImportError:   # the scene helpers below also run outside Blender
     bpy = None
 
-PASS_NAMES = ("mesh", "normal", "depth", "semantic", "mask", "skeleton", "flow", "rgb")
+PASS_NAMES = pass_table.names()
 CAMERAS = ("orbit", "static", "dolly", "zoom", "follow", "handheld")
 SCENE_FILE = "avatarcine_scene.json"
 BLEND_FILE = "scene.blend"
@@ -82,7 +83,8 @@ if bpy is not None:
         output: StringProperty(name="Output", subtype="DIR_PATH", default="//avatarcine_passes")
         overwrite: BoolProperty(name="Overwrite", default=False,
                                 description="replace a different render already in the output folder")
-        __annotations__.update({f"pass_{p}": BoolProperty(name=p, default=p not in ("flow", "rgb"))
+        __annotations__.update({f"pass_{p}": BoolProperty(name=p, default=p in pass_table.default_passes(),
+                                                          description=pass_table.get(p).summary)
                                 for p in PASS_NAMES})
 
     class AVATARCINE_OT_render(bpy.types.Operator):

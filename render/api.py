@@ -32,6 +32,7 @@ from motion.keypoints import is_face_point
 from motion.ops import heading_of, resample
 from motion.progress import progress
 from render import meta as meta_mod
+from render import pass_table
 from render.meta import actor_frame, build_meta, frame_entry, write_meta
 from render.cameras import CameraPath, camera_path
 from render.blender_log import LOG, blender_output_to
@@ -43,7 +44,7 @@ from render.passes import (SURFACE_ID_STRIDE, camera_normals, depth_metres, enco
 from render.preflight import camera_inside, check_buffers, frames_without_actors
 from render.projection import own_parts, project, surface_visibility, visibility
 from render.previews import previews_current
-from render.scene_config import ALL_PASSES, load_scene_file, validate_scene
+from render.scene_config import load_scene_file, validate_scene
 
 FRAMES_DIR = ".frames"
 STATE = ".frames/scene.json"
@@ -153,7 +154,7 @@ def _clear_render(out: Path) -> None:
     """Remove the folders this renderer writes into ``out`` (every pass it can write, ``.frames``,
     ``meshes``, ``previews``); anything else in ``out`` is left alone."""
     from render.previews import PREVIEWS
-    owned = encodings(list(ALL_PASSES), {}, {}, (0.1, 1.0), flow_vis=True)
+    owned = encodings(list(pass_table.names()), {}, {}, (0.1, 1.0))
     for name in [info["dir"] for info in owned.values()] + [FRAMES_DIR, MESHES_DIR, PREVIEWS, LOG.parts[0]]:
         if (out / name).is_dir():
             shutil.rmtree(out / name)
@@ -345,7 +346,7 @@ def render_scene(scene: dict | str | os.PathLike, out_dir: str | os.PathLike, fr
             groups = {name: keypoint_groups(asset.keypoint_names) for name, asset, _ in clip.actors}
             palette = {n: c.tolist() for n, c in zip(clip.actors[0][1].part_names, clip.actors[0][1].part_palette)}
             enc = encodings(passes, palette, {n: i + 1 for i, (n, _, _) in enumerate(clip.actors)},
-                            clip.depth_range, flow_vis=True)
+                            clip.depth_range)
             redo = force or not resume
             todo = [t for t in todo if redo or not _frame_done(out, enc, int(clip.frames[t]), export_meshes)]
             if todo or save_blend:

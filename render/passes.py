@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from render import pass_table
 from render.meta import pass_entry, standard_pass
 
 SEMANTIC_AOV = "semantic"   # the body-part colour AOV of the flat render (render.engines)
@@ -110,37 +111,39 @@ def rgb_image(channels: dict) -> np.ndarray:
     return srgb_encode(linear)
 
 
+def _mesh_entry(ctx: dict) -> dict:
+    return pass_entry(
+        "mesh", ext="png", dtype="uint8", channels=3, colour_space="sRGB", kind="image",
+        encoding="pale uniform body (linear albedo %s), Lambert from a camera-fixed light (camera-space "
+                 "direction %s) plus %.2f ambient, sRGB, on black (Make-Your-Anchor condition)"
+                 % (MESH_ALBEDO.round(3).tolist(), MESH_LIGHT.round(4).tolist(), MESH_AMBIENT))
+
+
+# meta.json entry builder of every output of render.pass_table, from the clip's palette, actor ids and
+# depth range (``ctx``).
+ENTRIES = {
+    "mesh": _mesh_entry,
+    "normal": lambda ctx: standard_pass("normal"),
+    "depth": lambda ctx: standard_pass("depth_float", "depth", exr_channels=["Y"]),
+    "depth_png": lambda ctx: standard_pass("depth", "depth_png", near=ctx["depth_range"][0],
+                                           far=ctx["depth_range"][1], bits=8),
+    "semantic": lambda ctx: standard_pass("labels", "semantic", palette=ctx["palette"]),
+    "mask": lambda ctx: pass_entry("mask", ext="png", dtype="uint8", channels=1, colour_space="raw", kind="mask",
+                                   encoding="binary foreground: 255 where any actor covers the pixel, else 0"),
+    "instance": lambda ctx: standard_pass("mask", "instance", ids=ctx["instance_ids"]),
+    "skeleton": lambda ctx: standard_pass("pose", "skeleton", order="openpose"),
+    "flow": lambda ctx: standard_pass("flow", exr_channels=["R", "G"]),
+    "flow_vis": lambda ctx: pass_entry("flow_vis", ext="png", dtype="uint8", channels=3, colour_space="sRGB",
+                                       kind="image", encoding="Middlebury colour wheel of the forward flow "
+                                       "(render.flowviz), normalised per frame"),
+    "rgb": lambda ctx: pass_entry("rgb", ext="png", dtype="uint8", channels=3, colour_space="sRGB", kind="image",
+                                  encoding="textured, lit avatars on a grey ground under sky light and a sun, "
+                                           "path traced, sRGB transfer of the scene-linear render"),
+}
+
+
 def encodings(passes: list[str], palette: dict, instance_ids_by_actor: dict[str, int],
-              depth_range: tuple[float, float], flow_vis: bool) -> dict[str, dict]:
-    """meta.json ``passes`` entries (name -> encoding) of the passes rendered (``render.meta`` kinds)."""
-    out = {}
-    if "mesh" in passes:
-        out["mesh"] = pass_entry(
-            "mesh", ext="png", dtype="uint8", channels=3, colour_space="sRGB", kind="image",
-            encoding="pale uniform body (linear albedo %s), Lambert from a camera-fixed light (camera-space "
-                     "direction %s) plus %.2f ambient, sRGB, on black (Make-Your-Anchor condition)"
-                     % (MESH_ALBEDO.round(3).tolist(), MESH_LIGHT.round(4).tolist(), MESH_AMBIENT))
-    if "normal" in passes:
-        out["normal"] = standard_pass("normal")
-    if "depth" in passes:
-        out["depth"] = standard_pass("depth_float", "depth", exr_channels=["Y"])
-        out["depth_png"] = standard_pass("depth", "depth_png", near=depth_range[0], far=depth_range[1], bits=8)
-    if "semantic" in passes:
-        out["semantic"] = standard_pass("labels", "semantic", palette=palette)
-    if "mask" in passes:
-        out["mask"] = pass_entry("mask", ext="png", dtype="uint8", channels=1, colour_space="raw", kind="mask",
-                                 encoding="binary foreground: 255 where any actor covers the pixel, else 0")
-        out["instance"] = standard_pass("mask", "instance", ids=instance_ids_by_actor)
-    if "skeleton" in passes:
-        out["skeleton"] = standard_pass("pose", "skeleton", order="openpose")
-    if "flow" in passes:
-        out["flow"] = standard_pass("flow", exr_channels=["R", "G"])
-        if flow_vis:
-            out["flow_vis"] = pass_entry("flow_vis", ext="png", dtype="uint8", channels=3, colour_space="sRGB",
-                                         kind="image", encoding="Middlebury colour wheel of the forward flow "
-                                         "(render.flowviz), normalised per frame")
-    if "rgb" in passes:
-        out["rgb"] = pass_entry("rgb", ext="png", dtype="uint8", channels=3, colour_space="sRGB", kind="image",
-                                encoding="textured, lit avatars on a grey ground under sky light and a sun, "
-                                         "path traced, sRGB transfer of the scene-linear render")
-    return out
+              depth_range: tuple[float, float]) -> dict[str, dict]:
+    """meta.json ``passes`` entries (output name -> encoding) of the passes rendered, in table order."""
+    ctx = {"palette": palette, "instance_ids": instance_ids_by_actor, "depth_range": depth_range}
+    return {o.name: ENTRIES[o.name](ctx) for o in pass_table.outputs(passes)}

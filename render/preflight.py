@@ -17,18 +17,14 @@ from pathlib import Path
 import numpy as np
 
 from motion.errors import UserError
+from render import pass_table
 from render.meta import frame_ranges
 
 NEAR = 0.01                      # the camera's clip_start (render.stage)
 # float32 channels of the flat render (render.engines): Depth 1, Normal 3, Object Index 1, semantic AOV 3
-FLAT_CHANNELS = 8
-EXTRA_CHANNELS = {"flow": 4, "rgb": 4}       # Vector; Combined
 # Bytes per pixel per float channel: Cycles' render buffer and Blender's render result, the EXR file
 # and our decoded copy of it, and the float64 arrays the passes are computed with.
 BYTES_PER_CHANNEL = 4 * 4 + 8 * 3
-# Bytes per pixel of the files of one frame, uncompressed (PNG and ZIP-EXR never exceed this much)
-OUTPUT_BYTES = {"mesh": 3, "normal": 3, "depth": 4 + 1, "semantic": 3, "mask": 2, "skeleton": 3, "flow": 8 + 3,
-                "rgb": 3}
 
 
 def winding_number(point: np.ndarray, vertices: np.ndarray, faces: np.ndarray) -> float:
@@ -101,7 +97,7 @@ def check_buffers(width: int, height: int, passes: list[str], out: Path, temp: P
     """Refuse a resolution whose one frame cannot fit: render buffers in memory, the flat EXR in the
     temp folder, the frame's files in the output folder (its nearest existing parent)."""
     pixels = float(width) * float(height)
-    channels = FLAT_CHANNELS + sum(n for p, n in EXTRA_CHANNELS.items() if p in passes)
+    channels = pass_table.FLAT_CHANNELS + sum(pass_table.get(p).render_channels for p in passes)
     need = pixels * channels * BYTES_PER_CHANNEL
     free = available_memory()
     if free is not None and need > free:
@@ -109,7 +105,7 @@ def check_buffers(width: int, height: int, passes: list[str], out: Path, temp: P
                                       f"({', '.join(passes)}); {_size(free)} is available")
     place = next(p for p in [out.absolute(), *out.absolute().parents] if p.exists())
     for folder, need in ((temp, pixels * channels * 4),
-                         (place, pixels * sum(OUTPUT_BYTES[p] for p in passes))):
+                         (place, pixels * sum(o.bytes_per_pixel for o in pass_table.outputs(passes)))):
         if folder is not None and os.path.isdir(folder):
             free = shutil.disk_usage(folder).free
             if need > free:

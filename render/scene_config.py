@@ -29,10 +29,9 @@ from pathlib import Path
 
 from motion.errors import UserError, check_number
 from motion.motion import MAX_FPS
+from render import pass_table
 from render.cameras import CAMERA_TYPES
 
-CONDITION_PASSES = ("mesh", "normal", "depth", "semantic", "mask", "skeleton")
-ALL_PASSES = CONDITION_PASSES + ("flow", "rgb")
 BODIES = ("anny", "smpl", "smplh", "smplx")
 _TOP = {"fps", "resolution", "frames", "actors", "camera", "passes", "engine"}
 _ACTOR = {"name", "body", "avatar", "motion", "position", "heading_deg"}
@@ -184,12 +183,12 @@ def validate_scene(raw, where: str = "scene") -> dict:
     names = [a["name"] for a in actors]
     if len(set(names)) != len(names):
         raise UserError("actors", f"actor names must be unique, got {names}")
-    passes = scene.get("passes", list(CONDITION_PASSES))
+    passes = scene.get("passes", list(pass_table.default_passes()))
     if not isinstance(passes, list) or not passes:
         raise UserError("passes", "must be a non-empty list of pass names")
-    bad = [p for p in passes if p not in ALL_PASSES]
+    bad = [p for p in passes if p not in pass_table.names()]
     if bad:
-        raise UserError("passes", f"unknown pass{'es' if len(bad) > 1 else ''} {bad} (known: {', '.join(ALL_PASSES)})")
+        raise UserError("passes", f"unknown pass{'es' if len(bad) > 1 else ''} {bad} (known: {', '.join(pass_table.names())})")
     engine = scene.get("engine", {})
     engine = {"rgb": engine} if isinstance(engine, str) else _mapping(engine, "engine")   # shorthand
     _unknown("engine", engine, _ENGINE)

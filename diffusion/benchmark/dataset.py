@@ -45,12 +45,13 @@ from motion.bodies.appearance import Identity, write_identity
 from motion.errors import UserError
 from motion.fileio import check_writable, output_lock, save_json, sweep_stale_temps
 from motion.progress import progress
+from render import pass_table
 
 FORMAT = "avatarcine.bench-dataset/1"
 MANIFEST = "manifest.json"
 PLAN = ".plan.json"        # the plan of a build in progress: a rerun with the same plan resumes it
 SPLITS = ("train", "heldout", "heldout_identity")
-PASSES = ["mesh", "normal", "depth", "semantic", "mask", "skeleton", "flow", "rgb"]
+PASSES = list(pass_table.names())
 CAMERA_TYPES = ("static", "orbit", "dolly", "zoom", "follow", "handheld")
 # Generated motions stand still for their first and last 0.5 s (``motion.generate.LEAD_IN``): we
 # generate LEAD_IN longer at both ends and keep the middle, so short clips still move.

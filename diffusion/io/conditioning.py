@@ -21,10 +21,11 @@ import torch
 
 from diffusion.io.passes import PassesFolder
 from motion.errors import UserError
+from render import pass_table
 from render.depthmap import depth_range, encode_depth, meta_depth_range
 
-# Passes holding flat label colours: resized with nearest neighbour (never blended).
-LABEL_PASSES = ("semantic", "instance")
+# Passes holding flat label colours or ids: resized with nearest neighbour (never blended).
+LABEL_PASSES = pass_table.label_outputs()
 
 
 @dataclass(frozen=True)

@@ -9,20 +9,14 @@ from pathlib import Path
 import numpy as np
 
 from motion.errors import UserError
+from render import pass_table
 from render.exr import read_exr
 from render.images import read_image
 from render.meta import frame_path, read_meta
 from render.passio import pick_channels
 
-# Condition kind -> pass names that may hold it, first match wins (render/ writes skeleton, depth_png
-# (ControlNet depth, per-clip range) beside depth (metric EXR), normal, mask, mesh, semantic).
-PASS_ALIASES = {
-    "openpose": ("skeleton", "openpose", "pose"),
-    "depth": ("depth_png", "depth"),
-    "normal": ("normal", "normals"),
-    "mask": ("mask", "alpha", "matte"),
-    "mesh": ("mesh",),
-}
+# Condition kind -> the pass names that may hold it, first match wins (render.pass_table).
+PASS_ALIASES = pass_table.condition_aliases()
 
 
 @dataclass

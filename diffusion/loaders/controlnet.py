@@ -8,7 +8,9 @@ from pathlib import Path
 import torch
 
 from diffusion.loaders.common import is_tiny, load_pretrained, prepare_modules, resolve_model
+from diffusion.sampling.control_spec import STACKS
 from motion.errors import UserError
+from render.pass_table import condition_aliases
 
 # Condition kind -> the lllyasviel v1.1 ControlNet for SD 1.5 that reads it.
 CONTROLNETS = {
@@ -29,7 +31,7 @@ def resolve_controlnet(spec: str, model: str) -> str:
         return str(Path(base) / f"controlnet-{spec}")
     if spec in CONTROLNETS:
         return CONTROLNETS[spec]
-    if spec in ("mesh", "stack", "mask"):
+    if spec in condition_aliases() or spec in STACKS:
         raise UserError("--controlnet", f"no stock ControlNet reads {spec!r} passes; give MODEL={spec} with your own")
     return spec
 
