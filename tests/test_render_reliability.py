@@ -48,7 +48,9 @@ def _env(systmp: Path) -> dict:
 
 
 def _tree(root: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+    """Every file of a render but Blender's own log (it holds timings)."""
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*"))
+            if p.is_file() and p.relative_to(root).parts[0] != "logs"}
 
 
 def _debris(folder: Path) -> list[str]:
