@@ -1,15 +1,15 @@
 """Long work in separate processes, so Blender's UI never waits: a :class:`Job` runs one command or
 a chain of commands (the backend Python for baking, motion and generation; a background Blender for
 rendering) in a thread, reads their progress lines (``motion.progress``, AVATARCINE_PROGRESS=lines)
-and error line from stderr, and is cancelled by stopping the running process: an interrupt first
-(Python unwinds: temporary files go, a render writes meta.json for its finished frames), terminated
-if it is still running after a grace period. No bpy here: the operators poll a job from a timer
-(``blender_addon.operators``)."""
+and error line from stderr, and is cancelled by terminating the running process (killed if it
+is still running after a grace period). Not an interrupt: Blender takes SIGINT as "abort this frame"
+and renders on. Our commands write every file under a temporary name and rename it when complete,
+so a terminated one leaves its finished results and no partial one (a render resumes from its
+finished frames). No bpy here: the operators poll a job from a timer (``blender_addon.operators``)."""
 
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import tempfile
 import threading
@@ -18,7 +18,7 @@ from collections import deque
 from motion.progress import parse_line
 
 ERROR_PREFIX = "avatarcine: error: "
-GRACE_S = 5.0                   # from the interrupt to terminate, and from terminate to kill
+GRACE_S = 5.0                   # from terminate to kill
 
 
 class Job:
@@ -52,8 +52,7 @@ class Job:
         return self
 
     def cancel(self) -> None:
-        """Stop the chain: interrupt the running process, then terminate, then kill it, each after
-        ``GRACE_S`` (what it finished stays; our commands write every file atomically)."""
+        """Stop the chain: terminate the running process, kill it if it still runs after ``GRACE_S``."""
         with self._lock:
             self.cancelled = True
             proc = self._proc
@@ -112,14 +111,11 @@ class Job:
 
 
 def _stop(proc: subprocess.Popen) -> None:
-    steps = ([lambda: proc.send_signal(signal.SIGINT)] if os.name == "posix" else []) + [proc.terminate, proc.kill]
-    for step in steps:
-        step()
-        try:
-            proc.wait(GRACE_S)
-            return
-        except subprocess.TimeoutExpired:
-            continue
+    proc.terminate()
+    try:
+        proc.wait(GRACE_S)
+    except subprocess.TimeoutExpired:
+        proc.kill()
 
 
 def _error_line(lines: list[str], command: list[str], code: int) -> str:

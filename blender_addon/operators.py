@@ -65,6 +65,10 @@ class JobOperator:
     def ready(cls, context) -> bool:
         return True
 
+    def explain(self, error: str) -> str:
+        """The command's error line as the panel's user reads it."""
+        return error
+
     def execute(self, context):
         job = self._begin(context)
         if job is None:
@@ -127,7 +131,7 @@ class JobOperator:
             self.report({"WARNING"}, f"{job.label}: cancelled")
             return {"CANCELLED"}
         if job.returncode:
-            self.report({"ERROR"}, job.error)
+            self.report({"ERROR"}, self.explain(job.error))
             return {"CANCELLED"}
         try:
             self.finish(context, job)

@@ -3,6 +3,8 @@ the order an artist goes from an empty scene to a video."""
 
 from __future__ import annotations
 
+import os
+
 import bpy
 
 from render.scene_config import ALL_PASSES
@@ -13,7 +15,7 @@ from .generate_ops import AVATARCINE_OT_generate_video, AVATARCINE_OT_methods_re
 from .motion_ops import FRAMES_KEY, active_avatar
 from .operators import draw_job, job_button
 from .render_ops import AVATARCINE_OT_render_passes
-from .preferences import preferences
+from .preferences import ENV_PYTHON, preferences
 
 
 class _Section:
@@ -27,7 +29,7 @@ class AVATARCINE_PT_main(_Section, bpy.types.Panel):
 
     def draw(self, context):
         prefs = preferences(context)
-        if prefs is not None and not prefs.backend_python:
+        if prefs is not None and not (prefs.backend_python or os.environ.get(ENV_PYTHON)):
             self.layout.label(text="Set the backend Python in the add-on preferences", icon="INFO")
 
 

@@ -64,6 +64,9 @@ class AVATARCINE_OT_render_passes(JobOperator, bpy.types.Operator):
         scene_json = write_scene(passes_scene(context, self.output / SCENE_DIR), self.output / SCENE_DIR)
         return Job([render_command(scene_json, self.output, context.scene.avatarcine.overwrite)], "render passes")
 
+    def explain(self, error):
+        return error.replace("pass --force", "tick Overwrite")           # the command line's --force is that box
+
     def finish(self, context, job):
         context.scene.avatarcine.generate_passes = str(self.output)
         self.report({"INFO"}, f"passes written to {self.output}")

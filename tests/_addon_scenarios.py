@@ -141,13 +141,14 @@ def render_from_blender(bpy, package, args):
     avatar.rotation_euler = (0.0, 0.0, 0.4)
     bpy.context.view_layer.update()
     out["avatar_matrix"] = [list(r) for r in avatar.matrix_world]
+    out["refused"] = _error(lambda: bpy.ops.avatarcine.render_passes())      # into the folder of another render
     s.passes_dir = args["moved"]
     bpy.ops.avatarcine.render_passes()
     return out
 
 
 def cancel_render(bpy, package, args):
-    """A render job cancelled after its second frame keeps its finished frames; the button then
+    """A render job cancelled after its second frame keeps its finished frames; the Render button then
     resumes it without redoing them."""
     import time
 
@@ -159,21 +160,23 @@ def cancel_render(bpy, package, args):
     out = Path(args["out"])
     scene.avatarcine.passes_dir = str(out)
     scene_json = ext.scene_export.write_scene(ext.render_ops.passes_scene(bpy.context, out / "scene"), out / "scene")
+    # what the Render button starts, with the panel's cancel button pressed once two frames are done
     job = ext.jobs.Job([ext.render_ops.render_command(scene_json, out)], "render").start()
+    ext.operators.RUNNING["render"] = job
     seen = []
     while job.running:
         if job.progress and job.progress[1] >= 2:
             seen.append(job.status())
-            job.cancel()
+            bpy.ops.avatarcine.cancel_job(kind="render")
             break
         time.sleep(0.02)
     job.wait()
-    done = sorted(p.name for p in (out / "rgb").glob("*"))
-    meta_at_cancel = len(json.loads((out / "meta.json").read_text())["frames"]) if (out / "meta.json").is_file() else 0
+    ext.operators.RUNNING.clear()
+    done = sorted(p.name for p in (out / "rgb").glob("0*.png"))
     stamps = {p.name: p.stat().st_mtime_ns for p in (out / "rgb").glob("*.png")}
     bpy.ops.avatarcine.render_passes()
     return {"status": seen, "cancelled": job.cancelled, "returncode": job.returncode, "done_at_cancel": done,
-            "meta_at_cancel": meta_at_cancel, "unchanged_after_resume": all((out / "rgb" / n).stat().st_mtime_ns == t for n, t in stamps.items()),
+            "scene_file": str(scene_json), "unchanged_after_resume": all((out / "rgb" / n).stat().st_mtime_ns == t for n, t in stamps.items()),
             "scene_unchanged": _snapshot(bpy) == before, "frames": len(range(scene.frame_start, scene.frame_end + 1))}
 
 
