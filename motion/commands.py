@@ -25,7 +25,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--fps", type=FPS, help="resample to this frame rate (slerp rotations)")
     p.add_argument("--start", type=number_arg(minimum=0), help="first second to keep")
     p.add_argument("--end", type=number_arg(above=0), help="last second to keep (exclusive)")
-    p.add_argument("--to", choices=BODIES, help="retarget onto this body's skeleton")
+    target = p.add_mutually_exclusive_group()
+    target.add_argument("--to", choices=BODIES, help="retarget onto this body's skeleton")
+    target.add_argument("--avatar", metavar="AVATAR_NPZ",
+                        help="retarget onto this baked avatar (kept as is when already on its skeleton)")
     _model_args(p)
     _reader_args(p)
     p.add_argument("--force", action="store_true", help="overwrite OUTPUT")
@@ -101,20 +104,35 @@ def cmd_convert(args) -> None:
     from motion.fileio import check_writable
     from motion.io import WRITE_SUFFIXES, write_motion
     from motion.ops import resample, trim
+    from motion.progress import progress
 
     check_writable(args.output, args.force, suffixes=WRITE_SUFFIXES)
-    m = _read(args)
+    steps = [lambda m: _read(args)]
     if args.start is not None or args.end is not None:
-        m = trim(m, args.start, args.end)
+        steps.append(lambda m: trim(m, args.start, args.end))
     if args.fps is not None:
-        m = resample(m, args.fps)
-    if args.to:
-        from motion.bodies import bake_avatar
-        from motion.retarget import retarget
-
-        m = retarget(m, bake_avatar(args.to, model_path=args.model_path, gender=args.gender))
+        steps.append(lambda m: resample(m, args.fps))
+    if args.to or args.avatar:
+        steps.append(lambda m: _retarget(m, args))
+    m = None
+    for step in progress(steps, desc="convert", unit="step"):
+        m = step(m)
     write_motion(m, args.output, force=args.force)
     print(f"wrote {args.output}: {m.skeleton}, {m.n_frames} frames at {m.fps:g} fps")
+
+
+def _retarget(m, args):
+    """``m`` on the ``--to`` body or the ``--avatar`` file (as is when already on its skeleton)."""
+    from motion.retarget import retarget
+
+    if args.to:
+        from motion.bodies import bake_avatar
+
+        return retarget(m, bake_avatar(args.to, model_path=args.model_path, gender=args.gender))
+    from motion.asset import AvatarAsset
+
+    avatar = AvatarAsset.load(args.avatar)
+    return m if list(m.joint_names) == list(avatar.joint_names) else retarget(m, avatar)
 
 
 def cmd_generate(args) -> None:

@@ -1,4 +1,4 @@
-"""Operations on clips: resample, trim, loop, concat, mirror, put on the ground, place.
+"""Operations on clips: resample, retime, trim, loop, concat, mirror, put on the ground, place, transform.
 
 Heading (defined once, ``heading_of``): the yaw about world Z of the body's lateral axis, i.e.
 of the root rotation applied to the rest direction from the right hip to the left hip (the root's
@@ -64,11 +64,30 @@ def _apply2d(m: Motion, transform: np.ndarray) -> Motion:
     """Move the whole clip by a ground-plane rigid transform (rotation about Z, then xy shift)."""
     R = np.eye(3)
     R[:2, :2] = transform[:2, :2]
+    return _rigid(m, R, transform[:2, 2])
+
+
+def _rigid(m: Motion, R: np.ndarray, t: np.ndarray) -> Motion:
+    """Rotate the clip by ``R`` about the world origin, then shift it by ``t`` (x, y[, z])."""
     rotations = m.rotations.copy()
     rotations[:, 0] = matrix_to_axis_angle(R @ axis_angle_to_matrix(m.rotations[:, 0]))
     root = m.root_translation @ R.T
-    root[:, :2] += transform[:2, 2]
+    root[:, :len(t)] += t
     return m.replace(rotations=rotations, root_translation=root)
+
+
+def transform(m: Motion, matrix) -> Motion:
+    """Move the whole clip rigidly by the world transform ``matrix`` (4x4: rotation and translation,
+    e.g. a Blender object's ``matrix_world``): every posed point p becomes R p + t."""
+    matrix = np.asarray(matrix, dtype=np.float64)
+    if matrix.shape != (4, 4) or not np.all(np.isfinite(matrix)):
+        raise UserError("matrix", f"expected a finite 4x4 transform, got shape {matrix.shape}")
+    R, t = matrix[:3, :3], matrix[:3, 3]
+    if not np.allclose(R @ R.T, np.eye(3), atol=1e-5) or np.linalg.det(R) < 0:
+        scale = np.linalg.norm(R, axis=0).round(4).tolist()
+        raise UserError("matrix", f"not a rigid transform (axis scales {scale}); scaled or mirrored bodies "
+                                  "cannot be skinned")
+    return _rigid(m, R, t).validate()
 
 
 def place(m: Motion, position=None, heading_deg: float | None = None) -> Motion:
@@ -122,6 +141,14 @@ def resample(m: Motion, fps: float, translation: str = "cubic") -> Motion:
     shape = {k: _lerp(v[i0], v[i1], frac.reshape((-1,) + (1,) * (v.ndim - 1))) if _per_frame(v) else v
              for k, v in m.shape.items()}
     return m.replace(fps=fps, rotations=rotations, root_translation=root, shape=shape).validate()
+
+
+def retime(m: Motion, speed: float) -> Motion:
+    """Play the clip ``speed`` times as fast (2: half as long), resampled back to its frame rate."""
+    speed = float(speed)
+    if not np.isfinite(speed) or speed <= 0:
+        raise UserError("speed", f"must be a positive number, got {speed:g}")
+    return resample(m.replace(fps=m.fps * speed), m.fps)
 
 
 def _lerp(a: np.ndarray, b: np.ndarray, t: np.ndarray) -> np.ndarray:

@@ -127,6 +127,13 @@ def _frame_range(spec: dict, longest: int, fps: float) -> np.ndarray:
     return np.arange(start, end + 1)
 
 
+def scene_camera(scene: dict, base_dir: str | os.PathLike = ".") -> tuple[np.ndarray, CameraPath]:
+    """The frame numbers of ``scene`` (a mapping of baked actors) and the camera ``render_scene``
+    films them with."""
+    clip = _Clip(validate_scene(scene), Path(base_dir))
+    return clip.frames, clip.camera
+
+
 def _state(scene: dict, clip: _Clip) -> dict:
     return {"scene": scene, "frames_range": [int(clip.frames[0]), int(clip.frames[-1])]}
 

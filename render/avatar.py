@@ -36,9 +36,13 @@ class BlenderActor:
     instance_id: int
 
 
+def _has_correctives(asset: AvatarAsset) -> bool:
+    return asset.corrective_shapes is not None and len(asset.corrective_shapes) > 0
+
+
 def corrective_weights(asset: AvatarAsset, motion: Motion) -> np.ndarray | None:
     """(T, S) shape-key values of the pose correctives, or None when the asset has none."""
-    if asset.corrective_shapes is None or len(asset.corrective_shapes) == 0:
+    if not _has_correctives(asset):
         return None
     R = axis_angle_to_matrix(motion.rotations[:, 1:])                      # (T, J-1, 3, 3)
     feats = (R - np.eye(3)).reshape(motion.n_frames, -1)
@@ -131,40 +135,55 @@ def _make_mesh(name: str, asset: AvatarAsset, arm: bpy.types.Object, collection)
     return obj
 
 
-def _add_correctives(obj: bpy.types.Object, asset: AvatarAsset, weights: np.ndarray, frames: np.ndarray,
-                     name: str) -> None:
+def _add_corrective_shapes(obj: bpy.types.Object, asset: AvatarAsset) -> None:
     obj.shape_key_add(name="Basis", from_mix=False)
-    names = asset.corrective_names
     rest = asset.rest_vertices
-    for s, shape in enumerate(asset.corrective_shapes):
-        key = obj.shape_key_add(name=names[s], from_mix=False)
+    for name, shape in zip(asset.corrective_names, asset.corrective_shapes):
+        key = obj.shape_key_add(name=name, from_mix=False)
         key.slider_min, key.slider_max = -10.0, 10.0
         key.data.foreach_set("co", (rest + shape).astype(np.float32).ravel())
-    shape_keys = obj.data.shape_keys
-    for s in range(len(asset.corrective_shapes)):
-        key_property(shape_keys, f'key_blocks["{names[s]}"].value', frames, weights[:, s], f"{name}_correctives")
 
 
-def add_actor(name: str, asset: AvatarAsset, motion: Motion, frames: np.ndarray, instance_id: int,
-              collection=None) -> BlenderActor:
-    """Build armature + skinned mesh for ``asset`` and key ``motion`` (one pose per entry of ``frames``)."""
-    asset.check_motion(motion)
+def build_actor(name: str, asset: AvatarAsset, instance_id: int, collection=None) -> BlenderActor:
+    """Armature + skinned mesh for ``asset`` in its rest pose (pose correctives as shape keys)."""
     collection = collection or bpy.context.scene.collection
     arm = _make_armature(name, asset, collection)
     obj = _make_mesh(name, asset, arm, collection)
     obj.pass_index = instance_id
+    if _has_correctives(asset):
+        _add_corrective_shapes(obj, asset)
+    return BlenderActor(name, arm, obj, instance_id)
+
+
+def key_motion(actor: BlenderActor, asset: AvatarAsset, motion: Motion, frames: np.ndarray) -> None:
+    """Key ``motion`` on the actor's bones and corrective shape keys (one pose per entry of
+    ``frames``), replacing any motion keyed before."""
+    asset.check_motion(motion)
+    arm, shape_keys = actor.armature, actor.mesh.data.shape_keys
+    for id_data in (arm, shape_keys):
+        if id_data is not None and id_data.animation_data is not None:
+            id_data.animation_data.action = None
     basis = pose_basis(asset, motion, _bone_rest_matrices(arm.data, asset.joint_names))
     quats = quat_continuous(matrix_to_quat(basis[..., :3, :3]))
     for j, joint in enumerate(asset.joint_names):
         bone = arm.pose.bones[joint]
         bone.rotation_mode = "QUATERNION"
         path = f'pose.bones["{joint}"]'
-        key_property(arm, f"{path}.rotation_quaternion", frames, quats[:, j], f"{name}_motion")
-        key_property(arm, f"{path}.location", frames, basis[:, j, :3, 3], f"{name}_motion")
+        key_property(arm, f"{path}.rotation_quaternion", frames, quats[:, j], f"{actor.name}_motion")
+        key_property(arm, f"{path}.location", frames, basis[:, j, :3, 3], f"{actor.name}_motion")
     weights = corrective_weights(asset, motion)
     if weights is not None:
-        _add_correctives(obj, asset, weights, frames, name)
-    return BlenderActor(name, arm, obj, instance_id)
+        for s, name in enumerate(asset.corrective_names):
+            key_property(shape_keys, f'key_blocks["{name}"].value', frames, weights[:, s], f"{actor.name}_correctives")
+
+
+def add_actor(name: str, asset: AvatarAsset, motion: Motion, frames: np.ndarray, instance_id: int,
+              collection=None) -> BlenderActor:
+    """Build armature + skinned mesh for ``asset`` and key ``motion`` (one pose per entry of ``frames``)."""
+    asset.check_motion(motion)
+    actor = build_actor(name, asset, instance_id, collection)
+    key_motion(actor, asset, motion, frames)
+    return actor
 
 
 def evaluated_vertices(obj: bpy.types.Object) -> np.ndarray:

@@ -1,6 +1,6 @@
 """Keyframing many frames at once through F-curves (``foreach_set``), not one ``keyframe_insert``
 per value. Blender 4.4+ layered actions: ``Action.fcurve_ensure_for_datablock`` creates the slot,
-layer, strip and channel bag as needed."""
+layer, strip and channel bag as needed; older Blenders (4.2, 4.3) use the action's own F-curves."""
 
 from __future__ import annotations
 
@@ -26,7 +26,10 @@ def key_property(id_data, data_path: str, frames: np.ndarray, values: np.ndarray
     frames = np.asarray(frames, dtype=np.float64)
     for index in range(columns.shape[1]):
         kwargs = {"index": index} if values.ndim > 1 else {}
-        fcurve = action.fcurve_ensure_for_datablock(id_data, data_path, **kwargs)
+        if hasattr(action, "fcurve_ensure_for_datablock"):
+            fcurve = action.fcurve_ensure_for_datablock(id_data, data_path, **kwargs)
+        else:
+            fcurve = action.fcurves.find(data_path, **kwargs) or action.fcurves.new(data_path, **kwargs)
         fcurve.keyframe_points.clear()
         fcurve.keyframe_points.add(len(frames))
         co = np.stack([frames, columns[:, index]], 1).ravel()

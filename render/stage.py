@@ -56,24 +56,26 @@ def _material(name: str, asset: AvatarAsset) -> bpy.types.Material:
     return mat
 
 
-def _camera(scene, path: CameraPath, frames: np.ndarray, width: int, height: int) -> bpy.types.Object:
-    data = bpy.data.cameras.new("camera")
+def add_camera(scene, path: CameraPath, frames: np.ndarray, name: str = "camera") -> bpy.types.Object:
+    """An ordinary Blender camera keyed with ``path`` at ``frames`` (pose, lens, shift), made the
+    scene's active camera."""
+    data = bpy.data.cameras.new(name)
     data.sensor_fit = "HORIZONTAL"
     data.sensor_width = path.sensor_mm
     data.clip_start, data.clip_end = 0.01, 1000.0
-    cam = bpy.data.objects.new("camera", data)
+    cam = bpy.data.objects.new(name, data)
     scene.collection.objects.link(cam)
     scene.camera = cam
     cam.rotation_mode = "QUATERNION"
-    key_property(cam, "location", frames, path.camera_to_world[:, :3, 3], "camera_motion")
+    key_property(cam, "location", frames, path.camera_to_world[:, :3, 3], f"{name}_motion")
     quats = matrix_to_quat(path.camera_to_world[:, :3, :3])
     for t in range(1, len(quats)):
         if np.dot(quats[t], quats[t - 1]) < 0:
             quats[t] = -quats[t]
-    key_property(cam, "rotation_quaternion", frames, quats, "camera_motion")
-    key_property(data, "lens", frames, path.focal_mm, "camera_lens")
-    key_property(data, "shift_x", frames, path.shift[:, 0], "camera_lens")
-    key_property(data, "shift_y", frames, path.shift[:, 1], "camera_lens")
+    key_property(cam, "rotation_quaternion", frames, quats, f"{name}_motion")
+    key_property(data, "lens", frames, path.focal_mm, f"{name}_lens")
+    key_property(data, "shift_x", frames, path.shift[:, 0], f"{name}_lens")
+    key_property(data, "shift_y", frames, path.shift[:, 1], f"{name}_lens")
     return cam
 
 
@@ -116,7 +118,7 @@ def build_stage(actors: list[tuple[str, AvatarAsset, Motion]], camera: CameraPat
         actor = add_actor(name, asset, motion, frames, instance_id=i + 1)
         actor.mesh.data.materials.append(_material(name, asset))
         built.append(actor)
-    cam = _camera(scene, camera, frames, width, height)
+    cam = add_camera(scene, camera, frames)
     rgb_only = _ground_and_light(scene, floor_z)
     configure_flat(scene, motion_vectors)
     return Stage(scene, built, cam, rgb_only, motion_vectors)

@@ -1,54 +1,28 @@
 """The Blender extension: a zip Blender's own validator accepts, bundled from the real import graph,
-that registers and renders in an interpreter with bpy and numpy but nothing else of the venv (no
-editable install, no torch); a panel whose settings make a valid scene, and a background render
-started the way its button starts it."""
+installed with Blender's own extension installer into an interpreter with bpy and numpy but nothing
+else of the venv (no editable install, no torch; tests/_addon_isolated.py), where every operator runs
+headless on a fresh scene (tests/_addon_scenarios.py) with the real backend Python (the venv) or, for
+generation with a model only the backend knows, a fake one (tests/_fake_backend.py)."""
 
 import importlib.util
 import json
+import os
+import shlex
 import subprocess
 import sys
 import sysconfig
 import zipfile
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from blender_addon.bundle import Bundle
 from blender_addon.commands import PACKAGES_ROOT, build
 
-# Runs as `python -I -S`: no user site, no PYTHONPATH, no .pth files (so no editable finder). Puts the
-# venv's site-packages on the path with every distribution but bpy and numpy blocked (a stock
-# Blender has those only), imports the extension from its extracted folder, registers it twice,
-# renders a scene through the zip's render/blender_entry.py, and prints where our modules came from.
-ISOLATED = """
-import json, runpy, sys
-from importlib import metadata
-site, ext_parent, scene, out = sys.argv[1:]
-sys.path.append(site)
-allowed = {"bpy", "numpy", "avatarcine"}
-blocked = {top for top, dists in metadata.packages_distributions().items()
-           if not {d.lower() for d in dists} <= allowed}
-class Block:
-    def find_spec(self, name, path=None, target=None):
-        if name.split(".")[0] in blocked:
-            raise ImportError("not in a stock Blender: " + name)
-sys.meta_path.insert(0, Block())
-sys.path.insert(0, ext_parent)
-import bpy
-import avatarcine
-for _ in range(2):
-    avatarcine.register()
-    assert hasattr(bpy.types, "AVATARCINE_PT_panel")
-    avatarcine.unregister()
-    assert not hasattr(bpy.types, "AVATARCINE_PT_panel")
-sys.argv = ["blender_entry.py", "--", scene, "-o", out, "--no-previews"]
-runpy.run_path(str(avatarcine.ROOT / "render" / "blender_entry.py"), run_name="__main__")
-ours = ("motion", "render", "diffusion", "blender_addon", "avatarcine")
-print(json.dumps({name: getattr(module, "__file__", None) for name, module in sys.modules.items()
-                  if name.split(".")[0] in ours}))
-print("blocked tried:", sorted({n for n in blocked if n in sys.modules}))
-"""
-
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+SITE = sysconfig.get_paths()["purelib"]
 
 def _blender_ext_cli() -> Path | None:
     """Blender's extension tool (``blender --command extension``) as shipped inside the bpy wheel."""
@@ -124,67 +98,306 @@ def test_bundle_follows_the_import_graph(tmp_path):
 
 def test_real_bundle_has_what_render_imports_and_no_venv_only_code():
     modules = Bundle(PACKAGES_ROOT).modules
-    assert {"motion.keypoints", "motion.actors", "render.meta", "render.api", "blender_addon.panel"} <= set(modules)
+    assert {"motion.keypoints", "motion.actors", "render.meta", "render.api", "blender_addon.panel",
+            "blender_addon.scene_export", "blender_addon.jobs"} <= set(modules)
     assert not [m for m in modules if m.startswith("diffusion")]
     assert "blender_addon.commands" not in modules and "blender_addon.bundle" not in modules
 
 
-@pytest.mark.blender
-def test_zip_registers_and_renders_without_the_venv(tmp_path):
+
+
+# --- the installed extension, headless ----------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def extension(tmp_path_factory) -> Path:
     pytest.importorskip("bpy")
+    return build(tmp_path_factory.mktemp("extension") / "avatarcine.zip")
+
+
+def _wrapper(path: Path, *command: str) -> str:
+    """An executable standing in for a Python: runs ``command`` with this checkout importable."""
+    path.write_text(f"#!/bin/sh\nPYTHONPATH={shlex.quote(str(REPO))} exec {shlex.join(command)} \"$@\"\n")
+    path.chmod(0o755)
+    return str(path)
+
+
+@pytest.fixture
+def backend(tmp_path) -> str:
+    """The real backend: the venv's Python (torch, the diffusion methods) with this checkout."""
+    return _wrapper(tmp_path / "backend_python", sys.executable)
+
+
+@pytest.fixture
+def tube(tmp_path) -> dict:
     from _render_util import tube_avatar, wave_motion, write_actor
 
-    zip_path = build(tmp_path / "ext.zip")
-    ext = tmp_path / "ext_parent" / "avatarcine"
-    with zipfile.ZipFile(zip_path) as zf:
-        zf.extractall(ext)
-    actor = write_actor(tmp_path, "a", tube_avatar(), wave_motion(tube_avatar(), 2))
-    scene = tmp_path / "scene.json"
-    scene.write_text(json.dumps({"fps": 30, "resolution": [24, 24], "actors": [actor],
-                                 "camera": {"type": "static"}, "passes": ["mask", "skeleton"]}))
-    run = subprocess.run([sys.executable, "-I", "-S", "-c", ISOLATED, sysconfig.get_paths()["purelib"],
-                          str(ext.parent), str(scene), str(tmp_path / "out")],
-                         cwd=tmp_path, capture_output=True, text=True)
-    assert run.returncode == 0, run.stderr[-3000:]
-    origins = json.loads(run.stdout.splitlines()[-2])
-    assert run.stdout.splitlines()[-1] == "blocked tried: []"
-    assert {"motion.keypoints", "render.meta", "render.api", "render.stage", "avatarcine.panel"} <= set(origins)
-    outside = {name: path for name, path in origins.items() if not str(path).startswith(str(ext))}
-    assert outside == {}, outside
-    assert not [name for name in origins if name.split(".")[0] in ("diffusion", "blender_addon")]
-    assert len(json.loads((tmp_path / "out" / "meta.json").read_text())["frames"]) == 2
+    actor = write_actor(tmp_path, "a", tube_avatar(), wave_motion(tube_avatar(), 3))
+    return {"avatar": str(tmp_path / actor["avatar"]), "motion": str(tmp_path / actor["motion"])}
+
+
+def scenario(extension: Path, tmp_path: Path, name: str, env: dict | None = None, **args) -> dict:
+    """Run ``name`` of tests/_addon_scenarios.py in the isolated interpreter; its result. Checks that
+    every module of ours it imported came from the installed extension and nothing blocked was tried."""
+    args.setdefault("work", str(tmp_path / "work"))
+    run = subprocess.run([sys.executable, "-I", "-S", str(HERE / "_addon_isolated.py"), SITE, str(extension), name,
+                          json.dumps(args)], capture_output=True, text=True, cwd=tmp_path,
+                         env={**os.environ, "BLENDER_USER_RESOURCES": str(tmp_path / "blender_user"), **(env or {})})
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    report = json.loads(run.stdout.splitlines()[-1])
+    assert report["blocked_tried"] == []
+    files = {n: f for n, f in report["origins"].items() if f and not f.startswith("[")}   # "[bl_ext]": namespaces
+    assert {"motion.asset", "render.avatar", "render.api"} <= set(files)
+    assert {n: f for n, f in files.items() if not f.startswith(report["extension"])} == {}
+    assert not [n for n in files if n.split(".")[0] in ("diffusion", "blender_addon", "avatarcine")]
+    return report["result"]
 
 
 @pytest.mark.blender
-def test_panel_settings_render_in_background(tmp_path):
-    bpy = pytest.importorskip("bpy")
-    from _render_util import tube_avatar, wave_motion, write_actor
-    import blender_addon
-    from blender_addon import panel
+def test_extension_installs_registers_and_unregisters_twice(extension, tmp_path):
+    result = scenario(extension, tmp_path, "register_twice")
+    assert result["seen"] == [["off", False, False], ["on", True, True]] * 2
+    assert result["panels"] == ["avatarcine", "Avatars", "Motion", "Cameras", "Passes", "Generate"]
 
-    bpy.ops.wm.read_factory_settings(use_empty=True)
-    blender_addon.register()
-    try:
-        assert hasattr(bpy.types, "AVATARCINE_PT_panel") and hasattr(bpy.ops.avatarcine, "render")
-        actor = write_actor(tmp_path, "a", tube_avatar(), wave_motion(tube_avatar(), 2))
-        s = bpy.context.scene.avatarcine
-        s.avatar, s.motion = str(tmp_path / actor["avatar"]), str(tmp_path / actor["motion"])
-        s.width, s.height, s.camera = 32, 32, "static"
-        s.pass_skeleton = False
-        scene = panel.scene_from_settings(s)
-        assert scene["passes"] == ["mesh", "normal", "depth", "semantic", "mask"]
-        (tmp_path / "scene.json").write_text(json.dumps(scene))
-        cmd = panel.render_command(tmp_path / "scene.json", tmp_path / "out", tmp_path / "out" / "s.blend")
-        run = subprocess.run(cmd + ["--no-previews"], capture_output=True, text=True)
-        assert run.returncode == 0, run.stderr[-1500:]
-        meta = json.loads((tmp_path / "out" / "meta.json").read_text())
-        assert len(meta["frames"]) == 2 and (tmp_path / "out" / "s.blend").is_file()
-        # the saved scene is editable Blender data: armature with keyed bones, skinned mesh, camera
-        bpy.ops.wm.open_mainfile(filepath=str(tmp_path / "out" / "s.blend"))
-        arm = bpy.data.objects["actor"]
-        assert arm.type == "ARMATURE" and arm.animation_data.action is not None
-        body = bpy.data.objects["actor_body"]
-        assert body.modifiers["Armature"].object == arm and len(body.vertex_groups) == 24
-        assert bpy.context.scene.camera is not None
-    finally:
-        blender_addon.unregister()
+
+@pytest.mark.blender
+def test_avatars_from_a_file_and_baked_by_the_backend(extension, tmp_path, backend, tube):
+    from motion.asset import AvatarAsset
+
+    result = scenario(extension, tmp_path, "avatars", backend=backend, avatar=tube["avatar"])
+    asset = AvatarAsset.load(tube["avatar"])
+    first = result["first"]
+    assert (first["name"], first["type"], first["avatar"]) == ("a", "ARMATURE", tube["avatar"])
+    assert first["children"] == [["a_body", "MESH", len(asset.joint_names), len(asset.rest_vertices)]]
+    baked = result["baked"]
+    assert baked["location"] == [1.5, 0.0, 0.0]                     # at the 3D cursor
+    assert Path(baked["avatar"]).parent == tmp_path / "work" / "avatars" and baked["bones"] == 104
+    # the sliders reached the bake: the baked file records the phenotypes it was made with
+    assert baked["shape"] == {"gender": 0.5, "age": 0.3, "muscle": 0.5, "weight": 0.5, "height": 0.9,
+                              "proportions": 0.5}
+    assert result["objects"] == ["a", "a_body", "anny", "anny_body"]
+
+
+@pytest.mark.blender
+def test_bad_input_gives_one_report_line_and_leaves_the_scene(extension, tmp_path, backend, tube):
+    empty_models = tmp_path / "models"
+    empty_models.mkdir()
+    missing = str(tmp_path / "nowhere.npz")
+    result = scenario(extension, tmp_path, "bad_inputs", backend=backend, avatar=tube["avatar"], missing=missing,
+                      smpl_dir=str(empty_models))
+    for key, names in (("missing_avatar", missing), ("missing_motion", missing),
+                       ("wrong_body_folder", str(empty_models)), ("no_camera", "camera")):
+        message = result[key]
+        assert message.startswith("Error: ") and "\n" not in message.strip() and "Traceback" not in message, message
+        assert names in message, message
+    assert result["after_missing_avatar"] == result["empty"]
+    assert result["empty"]["objects"] == [] and result["with_avatar"]["objects"] == ["a", "a_body"]
+    for key in ("after_missing_motion", "after_wrong_body_folder", "after_no_camera"):
+        assert result[key] == result["with_avatar"], key
+
+
+@pytest.mark.blender
+def test_motion_import_edits_and_text_generation(extension, tmp_path, backend, tube, amass_sample):
+    result = scenario(extension, tmp_path, "motion_ops", backend=backend, avatar=tube["avatar"], amass=str(amass_sample))
+    imported = result["imported"]
+    # 601 frames at 120 fps resampled to the scene's 30 fps, retargeted (SMPL+H -> the avatar's SMPL skeleton)
+    assert (imported["frames"], imported["fps"], imported["skeleton"]) == (151, 30.0, "smpl")
+    assert imported["range"] == [0, 150] and imported["keys"] == 151
+    assert imported["skin_error"] < 1e-4          # Blender's deformed mesh is the motion skinned in numpy
+    assert result["retime"] == {"frames": 76, "range": [0, 75], "keys": 76}            # twice as fast
+    assert result["loop"] == {"frames": 152, "range": [0, 151], "keys": 152}
+    assert result["trim"] == {"frames": 30, "range": [0, 29], "keys": 30}              # 0.5 s .. 1.5 s at 30 fps
+    generated = result["generated"]
+    assert (generated["frames"], generated["skeleton"], generated["range"]) == (60, "smpl", [0, 59])
+    assert generated["travel"] > 0.3                                                   # two steps forward
+
+
+def _pass_files(out: Path) -> dict[str, bytes]:
+    """meta.json and every file of every pass it lists."""
+    meta = json.loads((out / "meta.json").read_text())
+    files = {"meta.json": (out / "meta.json").read_bytes()}
+    for info in meta["passes"].values():
+        files.update({f"{info['dir']}/{p.name}": p.read_bytes() for p in sorted((out / info["dir"]).iterdir())})
+    return files
+
+
+@pytest.mark.blender
+def test_render_from_blender_equals_avatarcine_render_and_edits_render(extension, tmp_path, backend, tube):
+    passes = ["mask", "skeleton", "depth", "normal", "semantic"]
+    outs = {k: tmp_path / k for k in ("scripted", "edited", "moved")}
+    result = scenario(extension, tmp_path, "render_from_blender", backend=backend, resolution=[24, 24], passes=passes,
+                      **tube, **{k: str(v) for k, v in outs.items()})
+    assert result["frames"] == [0, 1, 2] and result["camera_keys"] == 3
+    # the same scene written by hand and rendered by the command line
+    cli_scene = tmp_path / "cli_scene.json"
+    cli_scene.write_text(json.dumps({
+        "fps": 30, "resolution": [24, 24], "frames": {"start": 0, "end": 2},
+        "actors": [{"name": "a", "avatar": tube["avatar"], "motion": tube["motion"]}],
+        "camera": {"type": "orbit", "degrees": 90, "direction": "ccw", "start_deg": 0, "elevation_deg": 10,
+                   "focal_mm": 50, "fill": 0.85},
+        "passes": passes}))
+    run = subprocess.run([sys.executable, "-m", "motion.cli", "render", str(cli_scene), "-o", str(tmp_path / "cli"),
+                          "--no-previews"], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr[-2000:]
+    cli, scripted, edited = (_pass_files(p) for p in (tmp_path / "cli", outs["scripted"], outs["edited"]))
+    assert len(cli) == 1 + 3 * 7 and scripted == cli
+    # control: the camera edited by hand renders differently ...
+    assert edited.keys() == cli.keys() and edited["meta.json"] != cli["meta.json"]
+    assert any(edited[k] != cli[k] for k in cli if k.startswith("mask/"))
+    # ... and as edited: meta.json's camera is Blender's evaluated camera at every frame
+    meta = json.loads(edited["meta.json"])
+    for frame, blender in zip(meta["frames"], result["edited_camera"]):
+        np.testing.assert_allclose(frame["camera"]["camera_to_world_blender"], blender["matrix_world"], atol=1e-5)
+        assert frame["camera"]["K"][0][0] == pytest.approx(blender["lens"] / 36.0 * 24, rel=1e-6)
+    assert [b["lens"] for b in result["edited_camera"]] == [50.0, 50.0, 35.0]      # keyed at every frame
+    # the moved scene into the edited render's folder: refused in one line, that render kept (checked above)
+    assert result["refused"].strip().count("\n") == 0 and "holds a render of a different scene" in result["refused"]
+    assert "tick Overwrite to replace it" in result["refused"]
+    # the avatar moved with its object transform: every joint moved by that rigid transform
+    M = np.array(result["avatar_matrix"])
+    moved = json.loads((outs["moved"] / "meta.json").read_text())
+    for before, after in zip(meta["frames"], moved["frames"]):
+        j0, j1 = np.array(before["actors"]["a"]["joints3d"]), np.array(after["actors"]["a"]["joints3d"])
+        np.testing.assert_allclose(j1, j0 @ M[:3, :3].T + M[:3, 3], atol=1e-5)
+        assert np.abs(j1 - j0).max() > 0.1
+
+
+@pytest.mark.blender
+def test_cancelled_render_keeps_its_frames_and_resumes(extension, tmp_path, backend):
+    from _render_util import tube_avatar, wave_motion, write_actor
+
+    actor = write_actor(tmp_path, "a", tube_avatar(), wave_motion(tube_avatar(), 30))
+    out = tmp_path / "passes"
+    # rgb (path traced, ~70 ms a frame at 16 px on one core) makes the frames slow enough to stop mid-way
+    result = scenario(extension, tmp_path, "cancel_render", backend=backend, resolution=[16, 16], passes=["mask", "rgb"],
+                      avatar=str(tmp_path / actor["avatar"]), motion=str(tmp_path / actor["motion"]), out=str(out))
+    assert result["status"][0].startswith("render: render ") and result["cancelled"] and result["returncode"]
+    assert 2 <= len(result["done_at_cancel"]) < 30
+    assert result["unchanged_after_resume"] and result["scene_unchanged"] and result["frames"] == 30
+    # cancelled and resumed gives the files of one uninterrupted render of the same scene file
+    run = subprocess.run([sys.executable, "-m", "motion.cli", "render", result["scene_file"], "-o",
+                          str(tmp_path / "whole"), "--no-previews"], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr[-2000:]
+    resumed, whole = _pass_files(out), _pass_files(tmp_path / "whole")
+    assert len(whole) == 1 + 30 * 3 and resumed == whole
+
+
+FAKE_METHODS = {"toy": {"summary": "a method only this backend has", "recipes": [], "settings": [
+    {"name": "prompt", "flag": "--prompt", "type": "str", "default": "", "help": "text prompt", "group": "text"},
+    {"name": "steps", "flag": "--steps", "type": "int", "default": 20, "help": "denoising steps", "group": "sampling",
+     "low": 1, "high": 1000},
+    {"name": "strength", "flag": "--strength", "type": "float", "default": 0.85, "help": "how much", "group": "toy",
+     "low": 0, "high": 1},
+    {"name": "scheduler", "flag": "--scheduler", "type": "str", "default": "ddim", "help": "sampler",
+     "group": "sampling", "choices": ["ddim", "dpm", "euler"]},
+    {"name": "seed", "flag": "--seed", "type": "int", "default": 0, "help": "seed", "group": "sampling", "low": 0,
+     "high": 2**63 - 1},
+    {"name": "scales", "flag": "--scales", "type": "list[float]", "default": [1.0], "help": "one per part",
+     "group": "toy", "low": 0, "high": 10},
+    {"name": "window", "flag": "--window", "type": "int | None", "default": 16, "help": "frames per window",
+     "group": "temporal", "low": 1, "zero_is_none": True},
+    {"name": "width", "flag": "--width", "type": "int | None", "default": None, "help": "output width",
+     "group": "framing", "low": 8, "high": 8192},
+    {"name": "dtype", "flag": "--dtype", "type": "str | None", "default": None, "help": "precision",
+     "group": "device", "choices": ["fp32", "fp16", "bf16"]},
+    {"name": "side_by_side", "flag": "--side-by-side", "type": "bool", "default": True, "help": "also side by side",
+     "group": "output"}]}}
+
+
+@pytest.mark.blender
+def test_generate_controls_come_from_the_registry_and_the_video_comes_back(extension, tmp_path):
+    methods = tmp_path / "methods.json"
+    methods.write_text(json.dumps(FAKE_METHODS))
+    passes = tmp_path / "passes"
+    passes.mkdir()
+    (passes / "meta.json").write_text(json.dumps({"frames_range": [5, 8]}))
+    fake = _wrapper(tmp_path / "fake_python", sys.executable, str(HERE / "_fake_backend.py"))
+    result = scenario(extension, tmp_path, "generate_fake", env={"FAKE_METHODS": str(methods)}, backend=fake,
+                      passes=str(passes))
+    props = result["properties"]
+    assert result["method"] == "toy"
+    assert props["steps"] == {"type": "INT", "description": "denoising steps", "min": 1, "max": 1000, "default": 20}
+    assert props["strength"]["type"] == "FLOAT" and (props["strength"]["min"], props["strength"]["max"]) == (0, 1)
+    assert props["scheduler"] == {"type": "ENUM", "description": "sampler", "items": ["ddim", "dpm", "euler"],
+                                  "default": "ddim"}
+    assert props["seed"]["max"] == 2**31 - 1                          # Blender integers are 32-bit
+    assert props["dtype"]["items"] == ["<none>", "fp32", "fp16", "bf16"] and props["dtype"]["default"] == "<none>"
+    assert props["scales"] == {"type": "STRING", "description": "one per part", "default": "1.0"}
+    assert props["given__window"]["default"] is True and props["given__width"]["default"] is False
+    assert props["side_by_side"]["type"] == "BOOLEAN" and "given__steps" not in props
+    videos = tmp_path / "work" / "videos"
+    first, second = videos / "toy", videos / "toy-2"                  # two runs, two folders: nothing overwritten
+    assert json.loads(Path(f"{first}.argv.json").read_text()) == [
+        "generate", str(passes), "--method", "toy", "--prompt", "a dancer", "--steps", "7", "--scheduler", "euler",
+        "--scales", "1", "0.5", "--window", "0", "--width", "64", "--no-side-by-side", "-o", str(first)]
+    assert "--steps" not in json.loads(Path(f"{second}.argv.json").read_text())   # back at its default: not passed
+    assert result["first"]["strips"] == [["MOVIE", 5.0, 4, str(first / "video.mp4")]]
+    plane = result["first"]["plane"]
+    assert (plane["image"], plane["source"], plane["frames"]) == (str(first / "video.mp4"), "MOVIE", 4)
+    assert plane["dimensions"][0] == pytest.approx(3.0) and plane["dimensions"][2] == pytest.approx(2.0)   # 48 x 32
+    assert result["second"] == {"strips": 2, "background": str(second / "video.mp4"), "shown": True, "start": 5}
+    assert result["after_restart"]
+
+
+@pytest.mark.blender
+def test_panels_draw_every_state(extension, tmp_path, tube):
+    methods = tmp_path / "methods.json"
+    methods.write_text(json.dumps(FAKE_METHODS))
+    fake = _wrapper(tmp_path / "fake_python", sys.executable, str(HERE / "_fake_backend.py"))
+    result = scenario(extension, tmp_path, "panel_draw", env={"FAKE_METHODS": str(methods)}, backend=fake,
+                      avatar=tube["avatar"])
+    assert ["label", "Select an avatar"] in result["empty"]
+    drawn = [set(map(tuple, log)) for log in result["states"]]
+    assert ("prop", "anny_height") in drawn[0] and ("prop", "betas") in drawn[6]
+    assert ("prop", "orbit_degrees") in drawn[0] and ("prop", "zoom_end_mm") in drawn[2]
+    assert ("prop_search", "follow_target") in drawn[3] and ("prop", "handheld_hz") in drawn[4]
+    assert {("prop", name) for name in ("prompt", "scales", "given__window", "window", "dtype")} <= drawn[0]
+    assert ("operator", "avatarcine.render_passes") in drawn[0]
+    running = set(map(tuple, result["running"]))
+    assert {("progress", f"{kind}…") for kind in ("bake", "motion", "render", "methods", "generate")} <= running
+    assert ("operator", "avatarcine.render_passes") not in running and ("operator", "avatarcine.cancel_job") in running
+
+
+@pytest.mark.blender
+def test_generate_with_the_real_backend_and_the_tiny_model(extension, tmp_path, backend, tube):
+    result = scenario(extension, tmp_path, "generate_real", backend=backend, resolution=[32, 32], passes=["skeleton"],
+                      passes_dir=str(tmp_path / "passes"), **tube)
+    assert result["passes"] == str(tmp_path / "passes")
+    kind, start, duration, video = result["strip"]
+    assert (kind, start, duration) == ("MOVIE", 0.0, result["frames"]) and result["frames"] == 3
+    run = json.loads((Path(video).parent / "run.json").read_text())
+    assert run["method"] == "controlnet" and run["settings"]["steps"] == 2 and run["settings"]["model"] == "tiny"
+
+
+# --- jobs: the processes behind the long operators (no bpy) ---------------------------------------------
+
+def _python(code: str) -> list[str]:
+    return [sys.executable, "-c", code]
+
+
+def test_job_reads_progress_and_the_error_line_and_stops_the_chain(tmp_path):
+    from blender_addon.jobs import Job
+
+    counted = ("import time\nfrom motion.progress import progress\n"
+               "for _ in progress(range(5), desc='count'): time.sleep(0.01)\nprint('done')")
+    job = Job([_python(counted), _python(counted)], "two counts").start().wait()
+    assert (job.returncode, job.progress, job.fraction, job.stdout.strip()) == (0, ("count", 5, 5), 1.0, "done")
+    marker = tmp_path / "ran"
+    failing = "import sys\nprint('noise', file=sys.stderr)\nprint('avatarcine: error: x.npz: no such file', file=sys.stderr)\nsys.exit(2)"
+    job = Job([_python(failing), _python(f"open({str(marker)!r}, 'w')")], "failing").start().wait()
+    assert (job.returncode, job.error, job.cancelled) == (2, "x.npz: no such file", False)
+    assert not marker.exists()                                       # a failing step stops the chain
+    job = Job([["/nonexistent/python"]], "missing").start().wait()
+    assert job.returncode == 127 and job.error.startswith("/nonexistent/python: cannot run")
+
+
+def test_cancelled_job_terminates_its_process_and_stops_the_chain(tmp_path):
+    from blender_addon.jobs import Job
+
+    slow = "import time\nfrom motion.progress import progress\nfor _ in progress(range(1000), desc='slow'): time.sleep(0.05)"
+    job = Job([_python(slow), _python(f"open({str(tmp_path / 'next')!r}, 'w')")], "slow").start()
+    while job.progress is None or job.progress[1] < 2:
+        job.wait(0.02)
+    job.cancel()
+    job.wait(30)                                                    # the loop alone would take 50 s
+    assert not job.running and job.cancelled and job.returncode
+    assert 2 <= job.progress[1] < 1000 and not (tmp_path / "next").exists()     # stopped; the chain too

@@ -66,3 +66,29 @@ def test_convert_to_a_body(amass_sample, tmp_path):
     assert main(["motion", "convert", str(amass_sample), str(out), "--to", "anny", "--end", "0.5"]) == 0
     clip = read_motion(out)
     assert (clip.skeleton, clip.n_frames, clip.fps) == ("anny", 60, 120.0)
+
+
+def test_convert_onto_a_baked_avatar(amass_sample, tmp_path, capsys):
+    """``--avatar``: retargeted onto the avatar's skeleton, or kept as is when already on it."""
+    from _render_util import tube_avatar
+    from motion.motion import Motion
+
+    avatar = tmp_path / "tube.avatar.npz"
+    tube_avatar().save(avatar)
+    out = tmp_path / "on_tube.npz"
+    assert main(["motion", "convert", str(amass_sample), str(out), "--fps", "30", "--avatar", str(avatar)]) == 0
+    clip = Motion.load(out)
+    assert (clip.skeleton, clip.n_frames, clip.fps) == ("smpl", 151, 30.0)
+    again = tmp_path / "again.npz"
+    assert main(["motion", "convert", str(out), str(again), "--avatar", str(avatar)]) == 0
+    kept = Motion.load(again)
+    np.testing.assert_array_equal(kept.rotations, clip.rotations)
+    np.testing.assert_array_equal(kept.root_translation, clip.root_translation)
+    with pytest.raises(SystemExit) as both:                         # one target: a body or an avatar
+        main(["motion", "convert", str(amass_sample), str(tmp_path / "x.npz"), "--to", "anny", "--avatar", str(avatar)])
+    assert both.value.code == 2
+    assert main(["motion", "convert", str(amass_sample), str(tmp_path / "y.npz"), "--avatar",
+                 str(tmp_path / "none.npz")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1] == f"avatarcine: error: {tmp_path / 'none.npz'}: no such file"
+    assert not (tmp_path / "y.npz").exists()

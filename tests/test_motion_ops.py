@@ -1,4 +1,4 @@
-"""Clip operations: resample, trim, loop, concat, mirror, put_on_ground, place, heading."""
+"""Clip operations: resample, retime, trim, loop, concat, mirror, put_on_ground, place, transform, heading."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from motion.errors import UserError
 from motion.io import read_motion
 from motion.motion import Motion
 from motion.ops import (concat, heading_of, loop, mirror, mirror_joint_name, place, put_on_ground, resample,
-                        trim)
+                        retime, transform, trim)
 from motion.reference_skeleton import reference_offsets
 from motion.rotations import Y_UP_TO_Z_UP, axis_angle_to_matrix, matrix_to_axis_angle
 from motion.skeletons import skeleton
@@ -103,6 +103,17 @@ def test_trim_seconds_end_exclusive(amass):
         trim(amass, 2.0, 1.0)
     with pytest.raises(UserError, match="keeps no frames"):
         trim(amass, start=10.0)
+
+
+def test_retime_plays_faster_at_the_same_frame_rate(amass):
+    fast = retime(amass, 2.0)
+    assert (fast.fps, fast.n_frames) == (120.0, 301)
+    np.testing.assert_array_equal(fast.rotations, amass.rotations[::2])   # shared timestamps are copied exactly
+    slow = retime(amass, 0.5)
+    assert slow.n_frames == 1201
+    np.testing.assert_array_equal(slow.rotations[::2], amass.rotations)
+    with pytest.raises(UserError, match="speed"):
+        retime(amass, 0.0)
 
 
 # --- loop and concat ---------------------------------------------------------------------------------
@@ -207,3 +218,18 @@ def test_heading_ignores_pitch_and_roll():
     tilt = axis_angle_to_matrix(np.array([0.4, 0.0, 0.0])) @ axis_angle_to_matrix(m.rotations[0, 0])
     tilted = m.replace(rotations=np.concatenate([matrix_to_axis_angle(tilt)[None, None], m.rotations[:, 1:]], 1))
     assert heading_of(tilted)[0] == pytest.approx(0.0, abs=1e-9)
+
+
+def test_transform_moves_every_joint_rigidly(amass):
+    R = axis_angle_to_matrix(np.array([0.3, -0.2, 0.9]))
+    matrix = np.eye(4)
+    matrix[:3, :3], matrix[:3, 3] = R, [1.0, -2.0, 0.5]
+    moved = transform(amass, matrix)
+    np.testing.assert_allclose(moved.joint_positions(), amass.joint_positions() @ R.T + matrix[:3, 3], atol=1e-9)
+    np.testing.assert_array_equal(moved.rotations[:, 1:], amass.rotations[:, 1:])     # the pose is untouched
+    np.testing.assert_allclose(transform(amass, np.eye(4)).joint_positions(), amass.joint_positions(), atol=1e-12)
+    scaled = np.diag([2.0, 2.0, 2.0, 1.0])
+    with pytest.raises(UserError, match="not a rigid transform"):
+        transform(amass, scaled)
+    with pytest.raises(UserError, match="not a rigid transform"):
+        transform(amass, np.diag([-1.0, 1.0, 1.0, 1.0]))                              # a mirror

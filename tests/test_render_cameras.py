@@ -49,7 +49,7 @@ def test_intrinsics_reproduce_blenders_projection():
     from bpy_extras.object_utils import world_to_camera_view
     from mathutils import Vector
 
-    from render.stage import _camera
+    from render.stage import add_camera
     verts, root = _clip(4)
     W, H = 120, 80
     spec = {"type": "zoom", "focal_start_mm": 30, "focal_end_mm": 60}
@@ -58,7 +58,7 @@ def test_intrinsics_reproduce_blenders_projection():
     bpy.ops.wm.read_factory_settings(use_empty=True)
     scene = bpy.context.scene
     scene.render.resolution_x, scene.render.resolution_y = W, H
-    cam = _camera(scene, path, np.arange(4), W, H)
+    cam = add_camera(scene, path, np.arange(4))
     K, E = path.intrinsics(W, H), path.world_to_camera_cv()
     for t in range(4):
         scene.frame_set(t)

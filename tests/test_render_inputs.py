@@ -92,17 +92,3 @@ def test_blender_entry_returns_the_prepare_steps_exit_code(tmp_path):
                          env={**os.environ, "AVATARCINE": str(exe)})
     assert run.returncode == 2, run.stderr
     assert "Traceback" not in run.stderr and run.stderr.count("avatarcine: error:") == 1, run.stderr
-
-
-def test_addon_detects_another_render_in_the_output(tmp_path):
-    from blender_addon import panel
-    scene = {"fps": 30, "passes": ["mask"]}
-    assert not panel.holds_other_render(tmp_path / "new", scene)
-    (tmp_path / "meta.json").write_text("{}")
-    assert panel.holds_other_render(tmp_path, scene)             # not made by the panel
-    (tmp_path / panel.SCENE_FILE).write_text(json.dumps(scene))
-    assert not panel.holds_other_render(tmp_path, scene)
-    assert panel.holds_other_render(tmp_path, {**scene, "fps": 24})
-    cmd = panel.render_command(tmp_path / "s.json", tmp_path, tmp_path / "s.blend")
-    assert "--save-blend" in cmd and "--force" not in cmd
-    assert "--force" in panel.render_command(tmp_path / "s.json", tmp_path, force=True)
