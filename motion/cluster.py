@@ -42,8 +42,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """``--ray [ADDRESS]`` and ``--retries N`` on a command."""
     group = parser.add_argument_group("cluster (Ray)")
     group.add_argument("--ray", nargs="?", const="local", metavar="ADDRESS",
-                       help="run one task per clip on Ray: `auto` (the running cluster), HOST:PORT, or no "
-                            "value (a Ray instance on this machine); outputs must be on a path every node sees")
+                       help="run the work as Ray tasks (one per scene, passes folder or clip): `auto` (the "
+                            "running cluster), HOST:PORT, or no value (a Ray instance on this machine); outputs "
+                            "must be on a path every node sees")
     group.add_argument("--retries", type=number_arg(minimum=0, maximum=100, integer=True), default=RETRIES, metavar="N",
                        help=f"with --ray: attempts after a task's first failure (default: {RETRIES})")
 
