@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 
+from motion.cluster import add_arguments
 from motion.errors import UserError
 
 DEFAULT_METHOD = "controlnet"
@@ -64,12 +66,17 @@ def generate_parser(method) -> argparse.ArgumentParser:
     from motion.cli import OneLineParser
 
     p = OneLineParser(prog="avatarcine generate", description=GENERATE_HELP)
-    p.add_argument("passes", metavar="PASSES_DIR", nargs="?", help="passes folder (render output with meta.json)")
+    p.add_argument("passes", metavar="PASSES_DIR", nargs="*",
+                   help="passes folder (render output with meta.json); several: each into OUT/<folder name>/, "
+                        "finished ones skipped on rerun")
+    p.add_argument("--list", metavar="FILE", help="also the passes folders listed in FILE (one per line, relative "
+                                                  "to FILE; # comments), as for several")
     p.add_argument("--method", help=f"diffusion method (default: {DEFAULT_METHOD}); this list shows "
                                     f"{method.name}'s settings (`--method M --help` for another's)")
     p.add_argument("--from-record", metavar="RUN_JSON", help="reproduce a run: settings and passes from its run.json")
     p.add_argument("-o", "--output", help="output folder")
     p.add_argument("--force", action="store_true", help="replace an existing output folder")
+    add_arguments(p)
     add_settings_arguments(p, method.Settings)
     return p
 
@@ -130,29 +137,103 @@ def register_bench(bench_sub: argparse._SubParsersAction) -> None:
 def cmd_generate(raw) -> None:
     import dataclasses
 
-    from diffusion.io.output import VIDEO, write_generation
     from diffusion.io.passes import PassesFolder
     from diffusion.registry import get_method
-    from motion.fileio import check_writable, output_lock
+    from motion.fileio import check_writable
 
     name, record_path = _peek(raw.rest, "--method"), _peek(raw.rest, "--from-record")
     record = _read_record(record_path) if record_path else None
     method = get_method(name or (record or {}).get("method") or DEFAULT_METHOD)
     args = generate_parser(method).parse_args(raw.rest)
-    passes_dir = args.passes or (record["passes"]["folder"] if record else None)
-    if not passes_dir:
-        raise UserError("generate", "give PASSES_DIR (or --from-record RUN_JSON)")
+    folders = list(args.passes) + (_listed_folders(args.list) if args.list else [])
+    if not folders and record:
+        folders = [record["passes"]["folder"]]
+    if not folders:
+        raise UserError("generate", "give PASSES_DIR (or --list FILE, or --from-record RUN_JSON)")
     if not args.output:
         raise UserError("generate", "give -o OUTPUT_FOLDER")
-    out = check_writable(args.output, args.force, folder=True)
+    batch = len(folders) > 1 or bool(args.list)
+    outputs = _generation_outputs(folders, args.output, batch)
+    for out in outputs.values():               # a batch skips or refuses finished outputs one by one
+        check_writable(out, args.force or batch, folder=True)
     base = method.Settings.from_dict(record["settings"]) if record else method.Settings()
     settings = dataclasses.replace(base, **given_settings(args, method.Settings))
-    passes = PassesFolder.open(passes_dir)
-    method.check_inputs(settings, passes)  # everything checked before any model loads
+    for folder in folders:                       # cheap checks of every input before any model loads
+        method.check_inputs(settings, PassesFolder.open(folder))
+    jobs = [(str(Path(f).resolve()), str(outputs[f].resolve()), method.name, settings.to_dict(), args.force, batch)
+            for f in folders]
+    if not batch and not args.ray:               # one folder here: its errors as they are
+        print(generate_one(*jobs[0]))
+        return
+    from motion.cluster import Task, run_tasks
+
+    device = {"cpu": "cpu", "cuda": "gpu"}.get(getattr(settings, "device", None) or "", "any")
+    models: dict = {}                            # in this process: loaded once for every folder
+    results = run_tasks([Task(f, generate_one, job if args.ray else job + (models,), device)
+                         for f, job in zip(folders, jobs)], args.ray, args.retries, desc="generate")
+    print("\n".join(results[f] for f in folders))
+
+
+def _listed_folders(path: str) -> list[str]:
+    """The passes folders a list file names (one per line, relative to the file; blank and # lines skipped)."""
+    try:
+        lines = Path(path).read_text().splitlines()
+    except OSError as exc:
+        raise UserError(path, f"cannot read the list ({exc.strerror})") from None
+    entries = [line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#")]
+    if not entries:
+        raise UserError(path, "lists no passes folder")
+    return [str(Path(path).resolve().parent / entry) for entry in entries]
+
+
+def _generation_outputs(folders: list[str], output: str, batch: bool) -> dict[str, Path]:
+    """The output of each passes folder: ``output`` for one, ``output/<folder name>`` in a batch."""
+    if not batch:
+        return {folders[0]: Path(output)}
+    outputs: dict[str, Path] = {}
+    for folder in folders:
+        out = Path(output) / Path(folder).resolve().name
+        if folder in outputs or out in outputs.values():
+            raise UserError(folder, f"another passes folder of this run has the name {out.name!r} (both would go "
+                                    f"to {out})")
+        outputs[folder] = out
+    return outputs
+
+
+def generate_one(passes_dir: str, out: str, method_name: str, settings: dict, force: bool, batch: bool,
+                 models: dict | None = None) -> str:
+    """Generate the passes folder ``passes_dir`` into ``out`` holding the output's lock (locally, or
+    as a Ray task: ``motion.cluster``); in a batch, an ``out`` already generated with these settings
+    is skipped. ``models`` keeps the loaded models for the next call."""
+    from diffusion.io.output import VIDEO, write_generation
+    from diffusion.io.passes import PassesFolder
+    from diffusion.registry import get_method
+    from motion.fileio import output_lock
+
+    method = get_method(method_name)
+    s = method.Settings.from_dict(settings)
+    models = {} if models is None else models
     with output_lock(out):
-        gen = method.run(passes, settings, method.load(settings))
-        write_generation(gen, out, force=args.force)
-    print(f"{len(gen.frames)} frames -> {out / VIDEO}")
+        if batch and Path(out).exists() and not force:
+            if _same_generation(Path(out), passes_dir, method_name, settings):
+                return f"{out}: done before, skipped"
+            raise UserError(out, "holds a generation of other settings or passes; pass --force to replace it")
+        if "components" not in models:
+            models["components"] = method.load(s)
+        gen = method.run(PassesFolder.open(passes_dir), s, models["components"])
+        write_generation(gen, out, force=force)
+    return f"{len(gen.frames)} frames -> {Path(out) / VIDEO}"
+
+
+def _same_generation(out: Path, passes_dir: str, method_name: str, settings: dict) -> bool:
+    from diffusion.io.output import RECORD
+
+    try:
+        record = json.loads((out / RECORD).read_text())
+    except (OSError, ValueError):
+        return False
+    return (record.get("method") == method_name and record.get("passes", {}).get("folder") == passes_dir
+            and record.get("settings") == json.loads(json.dumps(settings, default=str)))
 
 
 def _read_record(path: str) -> dict:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from motion.cluster import add_arguments
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     """No top-level commands: the benchmark lives under ``avatarcine bench``."""
@@ -26,7 +28,19 @@ def register_bench(bench_sub: argparse._SubParsersAction) -> None:
     d.add_argument("--force", action="store_true", help="replace an existing dataset of another size/seed")
     d.add_argument("--verbose", action="store_true",
                    help="show Blender's own output (default: each clip's logs/blender.log)")
+    add_arguments(d)
     d.set_defaults(func=cmd_dataset)
+
+    r = bench_sub.add_parser(
+        "ray", help="the dataset built serially and on Ray in one run: speedup and overhead ratio",
+        description="Builds the dataset twice into fresh folders, OUT/serial and OUT/ray (checked byte-identical), "
+                    "and writes OUT/figures.json: wall seconds, Ray start-up, speedup, overhead ratio, load average.")
+    r.add_argument("--size", choices=("smoke", "small", "full"), default="small")
+    r.add_argument("--seed", type=int, default=0)
+    r.add_argument("--ray", default="local", metavar="ADDRESS",
+                   help="cluster address (default: a Ray instance started on this machine)")
+    r.add_argument("-o", "--output", required=True, metavar="DIR", help="a new folder for both builds")
+    r.set_defaults(func=cmd_ray)
 
     m = bench_sub.add_parser(
         "methods", help="train each method on the train split, evaluate on held-out splits: one table + plots",
@@ -61,11 +75,30 @@ def cmd_dataset(args) -> int:
 
     start = time.perf_counter()
     manifest = build_dataset(args.output, args.size, args.seed, args.motion_file, force=args.force,
-                             verbose=args.verbose)
+                             verbose=args.verbose, ray=args.ray, retries=args.retries)
     splits = json.loads(manifest.read_text())["splits"]
     counts = ", ".join(f"{name} {len(clips)}" for name, clips in splits.items())
     print(f"dataset {args.size} seed {args.seed}: clips {counts} -> {manifest} ({time.perf_counter() - start:.1f} s)")
     return 0
+
+
+def cmd_ray(args) -> int:
+    import json
+
+    from diffusion.benchmark.scaling import run_scaling
+
+    print(json.dumps(run_scaling(args.output, args.size, args.seed, args.ray), indent=1))
+    return 0
+
+
+def clip_task(out: str, clip_id: str, verbose: bool) -> str:
+    """One clip of a dataset build on a Ray worker (``motion.cluster``); the plan is read from the
+    dataset folder, which every node sees."""
+    from pathlib import Path
+
+    from diffusion.benchmark.dataset import build_clip, planned_clip
+
+    return str(build_clip(Path(out), *planned_clip(Path(out), clip_id), verbose))
 
 
 def cmd_methods(args) -> int:

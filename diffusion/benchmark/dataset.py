@@ -42,6 +42,7 @@ import numpy as np
 
 from diffusion.benchmark.identities import draw_identity
 from motion.bodies.appearance import Identity, write_identity
+from motion.cluster import RETRIES
 from motion.errors import UserError
 from motion.fileio import check_writable, output_lock, save_json, sweep_stale_temps
 from motion.progress import progress
@@ -243,56 +244,116 @@ def _prepare_dir(out: Path, plan: dict, force: bool) -> None:
 
 
 def build_dataset(out_dir: str | Path, size: str = "smoke", seed: int = 0, motion_files: list[str] | None = None,
-                  force: bool = False, verbose: bool = False) -> Path:
+                  force: bool = False, verbose: bool = False, ray: str | None = None, retries: int = RETRIES) -> Path:
     """Render the dataset of (``size``, ``seed``, ``motion_files``) into ``out_dir``; returns the
     manifest path. An interrupted build resumes when rerun with the same arguments (sweeping what
     the interrupted one left half-written); a second build into the same folder meanwhile is refused.
-    Blender's own output goes to each clip's ``logs/blender.log``, or to the terminal when ``verbose``."""
+    Blender's own output goes to each clip's ``logs/blender.log``, or to the terminal when ``verbose``.
+    With ``ray`` (a Ray address, ``motion.cluster``) identities, motions and clips are tasks on that
+    cluster."""
     out = check_writable(out_dir, force=True, folder=True)
     plan = make_plan(size, seed, motion_files)
+    if ray:
+        from motion.cluster import require_ray
+        require_ray()                            # before anything is written
     with output_lock(out):
         sweep_stale_temps(out, recursive=True)
         if (out / MANIFEST).is_file() and not force and _read_json(out / MANIFEST) == plan:
             return out / MANIFEST                # already built
         _prepare_dir(out, plan, force)
         out.mkdir(parents=True, exist_ok=True)
-        _build(out, plan, verbose)
+        _build(out, plan, verbose, ray, retries)
     return out / MANIFEST
 
 
-def _build(out: Path, plan: dict, verbose: bool) -> None:
+def _build(out: Path, plan: dict, verbose: bool, ray: str | None, retries: int) -> None:
     """Write every file of ``plan`` not yet in ``out`` (resuming clip renders), the manifest last."""
+    save_json(out / PLAN, plan)
+    clips = [c for split in SPLITS for c in plan["splits"][split]]
+    if ray:
+        _build_on_ray(out, plan, clips, verbose, ray, retries)
+    else:
+        for entry in progress(plan["identities"], desc="identities", total=len(plan["identities"])):
+            build_identity(out, entry)
+        for entry in plan["motions"]:
+            build_motion(out, entry)
+        assets: dict = {}
+        for clip in progress(clips, desc="clips", total=len(clips)):
+            build_clip(out, plan, clip, verbose, assets)
+    save_json(out / MANIFEST, plan)
+    (out / PLAN).unlink()
+
+
+def _build_on_ray(out: Path, plan: dict, clips: list[dict], verbose: bool, address: str, retries: int) -> None:
+    """Identities and motions, then the clips, as tasks on the Ray cluster at ``address`` (what is
+    already on disk is not submitted)."""
+    from diffusion.benchmark.commands import clip_task
+    from motion.cluster import Task, connected, run_tasks
+
+    where = out.resolve()
+    sources = [Task(e["id"], build_identity, (where, e)) for e in plan["identities"] if not (out / e["avatar"]).is_file()]
+    sources += [Task(e["id"], build_motion, (where, e)) for e in plan["motions"] if not (out / e["path"]).is_file()]
+    todo = [Task(c["id"], clip_task, (str(where), c["id"], verbose)) for c in clips if not clip_done(out, plan, c)]
+    with connected(address):
+        run_tasks(sources, address, retries, desc="identities and motions")
+        run_tasks(todo, address, retries, desc="clips")
+
+
+def build_identity(out: Path, entry: dict) -> None:
+    """A plan identity's avatar and appearance record, unless already written."""
+    path = out / entry["avatar"]
+    if not path.is_file():
+        write_identity(Identity.from_json(entry), path)
+        save_json(path.with_name(f"{entry['id']}.json"), entry)
+
+
+def build_motion(out: Path, entry: dict) -> None:
+    """A plan motion's source clip, unless already written."""
+    path = out / entry["path"]
+    if not path.is_file():
+        _source_motion(entry).save(path)
+
+
+def build_clip(out: Path, plan: dict, clip: dict, verbose: bool = False, assets: dict | None = None) -> Path:
+    """Prepare the clip (:func:`prepare_clip`) and render it, resumably, into ``out / clip["path"]``."""
+    from render.api import render_scene
+
+    return render_scene(prepare_clip(out, plan, clip, assets), out / clip["path"], previews=False, verbose=verbose)
+
+
+def prepare_clip(out: Path, plan: dict, clip: dict, assets: dict | None = None) -> Path:
+    """Retarget the clip's motion to its identity (once) and write its scene; the scene's path.
+    ``assets`` caches the identities' avatars between calls."""
     from motion.asset import AvatarAsset
     from motion.motion import Motion
     from motion.ops import place
     from motion.retarget import retarget
-    from render.api import render_scene
 
-    save_json(out / PLAN, plan)
-    for entry in progress(plan["identities"], desc="identities", total=len(plan["identities"])):
-        path = out / entry["avatar"]
-        if not path.is_file():
-            write_identity(Identity.from_json(entry), path)
-            save_json(path.with_name(f"{entry['id']}.json"), entry)
-    for entry in plan["motions"]:
-        path = out / entry["path"]
-        if not path.is_file():
-            _source_motion(entry).save(path)
-    cameras = {c["id"]: c for c in plan["cameras"]}
-    clips = [c for split in SPLITS for c in plan["splits"][split]]
-    assets: dict[str, AvatarAsset] = {}
-    for clip in progress(clips, desc="clips", total=len(clips)):
-        scene_path = out / "scenes" / f"{clip['id']}.json"
-        motion_path = scene_path.with_name(f"{clip['id']}.motion.npz")
-        if not motion_path.is_file():
-            if clip["identity_id"] not in assets:
-                assets[clip["identity_id"]] = AvatarAsset.load(out / "identities" / f"{clip['identity_id']}.avatar.npz")
-            source = Motion.load(out / "motions" / f"{clip['motion_id']}.npz")
-            place(retarget(source, assets[clip["identity_id"]]), (0.0, 0.0), 0.0).save(motion_path)
-        save_json(scene_path, _scene(plan, clip, cameras))
-        render_scene(scene_path, out / clip["path"], previews=False, verbose=verbose)
-    save_json(out / MANIFEST, plan)
-    (out / PLAN).unlink()
+    assets = {} if assets is None else assets
+    scene_path = out / "scenes" / f"{clip['id']}.json"
+    motion_path = scene_path.with_name(f"{clip['id']}.motion.npz")
+    if not motion_path.is_file():
+        if clip["identity_id"] not in assets:
+            assets[clip["identity_id"]] = AvatarAsset.load(out / "identities" / f"{clip['identity_id']}.avatar.npz")
+        source = Motion.load(out / "motions" / f"{clip['motion_id']}.npz")
+        place(retarget(source, assets[clip["identity_id"]]), (0.0, 0.0), 0.0).save(motion_path, force=True)
+    return save_json(scene_path, _scene(plan, clip, {c["id"]: c for c in plan["cameras"]}))
+
+
+def planned_clip(out: Path, clip_id: str) -> tuple[dict, dict]:
+    """(plan, clip entry) of clip ``clip_id`` of the build in progress in ``out``."""
+    plan = _read_json(out / PLAN)
+    return plan, next(c for split in SPLITS for c in plan["splits"][split] if c["id"] == clip_id)
+
+
+def clip_done(out: Path, plan: dict, clip: dict) -> bool:
+    """Whether the clip's passes folder lists all its frames (its ``meta.json`` is written after the
+    last frame; a build in progress has the same plan, so that is the whole clip)."""
+    meta = out / clip["path"] / "meta.json"
+    try:
+        return len(json.loads(meta.read_text())["frames"]) == plan["spec"]["frames"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
 
 
 def load_manifest(dataset_dir: str | Path) -> dict:

@@ -238,7 +238,12 @@ class Trainer:
     def start(self, resume: bool | str = False, force: bool = False) -> None:
         """Load the checkpoint to resume from, or make a fresh output folder (see :func:`check_output`)."""
         checkpoint = check_output(self.recipe, self.config, resume, force)
+        self.accelerator.wait_for_everyone()   # all processes checked before the main one creates the output
         if checkpoint is not None:
+            saved = json.loads((self.output / RECORD).read_text()).get("processes", 1)
+            if saved != self.accelerator.num_processes:   # the data each process takes depends on their number
+                raise UserError(self.output, f"was trained on {saved} processes, resumed on "
+                                             f"{self.accelerator.num_processes}; resume with the same number")
             self.accelerator.load_state(str(checkpoint))
             self._trim_log()
             return
