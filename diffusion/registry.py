@@ -27,6 +27,9 @@ class Entry:
 
 REGISTRY = [
     Entry("controlnet", "diffusion.methods.controlnet", {"controlnet": "diffusion.training.recipes.controlnet"}),
+    Entry("dancing-avatar", "diffusion.methods.dancing_avatar",
+          {"dancing-avatar-frames": "diffusion.training.recipes.dancing_avatar_frames",
+           "dancing-avatar-lora": "diffusion.training.recipes.dancing_avatar_lora"}),
 ]
 
 

@@ -62,6 +62,10 @@ class ControlNetDenoiser(Denoiser):
                                **self.run.frame_kwargs(self.nets[0], stop - start, start))
         return {"down_block_additional_residuals": down, "mid_block_additional_residual": mid}
 
+    def unet_input(self, x: torch.Tensor, start: int, stop: int) -> torch.Tensor:
+        """The UNet's input from the (scaled, doubled) latents the ControlNets see (inpainting UNets add channels)."""
+        return x
+
     @torch.no_grad()
     def __call__(self, latents: torch.Tensor, t: torch.Tensor, step: int, start: int, stop: int) -> torch.Tensor:
         guided = is_guided(self.cfg)
@@ -71,7 +75,7 @@ class ControlNetDenoiser(Denoiser):
         if guided:
             context = torch.cat([self.window_of(self.negative, start, stop), context])
         residuals = self.residuals(x, t, context, step, start, stop)
-        eps = unet(x, t, encoder_hidden_states=context, return_dict=False, **residuals,
+        eps = unet(self.unet_input(x, start, stop), t, encoder_hidden_states=context, return_dict=False, **residuals,
                    **self.run.frame_kwargs(unet, stop - start, start))[0]
         self.evaluations += x.shape[0]
         return combine(eps, self.cfg) if guided else eps

@@ -113,6 +113,11 @@ class Method(ABC):
         """The latents sampling starts from (e.g. an inverted source image instead of noise)."""
         return noise * run.components.scheduler.init_noise_sigma
 
+    def step_hook(self, run: Run, noise: torch.Tensor):
+        """An ``after_step`` hook (``diffusion.sampling.loop.AfterStep``) of a method that locks latents
+        itself (e.g. its own background inpainting), used when the ``--background`` lock is off; or None."""
+        return None
+
     def after_window(self, run: Run, start: int, stop: int, latents: torch.Tensor) -> None:
         """Sequential methods: frames ``[start, stop)`` are finished (e.g. condition the next on them)."""
 

@@ -102,10 +102,12 @@ def generate(method: Method, passes: PassesFolder, s: Settings, c: Components) -
     lock = background = actor = None
     if isinstance(s, BackgroundSettings) and s.background:
         lock, background, actor = _background(run, noise)
+    else:
+        lock = method.step_hook(run, noise)
     latents, info = _sample(run, noise, lock)
     window = getattr(s, "window", None)
     frames = decode_frames(c, latents, window or DECODE_CHUNK)
-    if lock is not None:
+    if background is not None:
         frames = composite(frames, background, actor, c.vae_scale_factor)
     frames = method.postprocess(run, frames)
     record = {
