@@ -90,13 +90,14 @@ class DancingAvatarSettings(OutputSettings, DeviceSettings, PlateSettings, Appea
     steps: int = override(SamplingSettings, "steps", 25)
 
 
-def _readable_image(path: str, name: str) -> None:
+def _readable_image(path: str, field: str, what: str) -> None:
+    """A one-line error naming the setting's flag when ``path`` is not a readable image."""
     from render.images import read_rgb
 
     try:
-        read_rgb(path, name)
+        read_rgb(path, what)
     except UserError as exc:
-        raise UserError(flag(name), str(exc)) from None
+        raise UserError(flag(field), str(exc)) from None
 
 
 class DancingAvatarMethod(Method):
@@ -113,10 +114,10 @@ class DancingAvatarMethod(Method):
                 passes.resolve(name)
         if s.background:
             if s.background != "first":
-                _readable_image(s.background, "background")
+                _readable_image(s.background, "background", "background image")
             passes.resolve(s.mask_pass)
         if s.first_image:
-            _readable_image(s.first_image, "first_image")
+            _readable_image(s.first_image, "first_image", "first image")
         for path in s.lora:
             if not Path(path).is_file():
                 raise UserError("--lora", f"{path}: no such LoRA file")
