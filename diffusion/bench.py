@@ -129,7 +129,8 @@ def _measure_variants(method: str, model: str, passes_dir: str, frames: int, ste
     timed = {}
     for name, overrides in m.bench_variants().items():
         _, s = _settings(method, model, frames, steps, device, **overrides)
-        timed[name] = lambda s=s: m.run(passes, s, c).record["sampling"]["unet_evaluations"]
+        own = m.load(s) if set(overrides) & m.bench_loads else c  # a variant that loads other parts gets its own
+        timed[name] = lambda s=s, own=own: m.run(passes, s, own).record["sampling"]["unet_evaluations"]
     if method == "controlnet":
         timed["diffusers_pipeline"] = _diffusers_reference(c, passes, frames, steps)
     timings, evaluations = {name: [] for name in timed}, {}

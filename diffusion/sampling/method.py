@@ -134,6 +134,8 @@ class Method(ABC):
 
         return generate(self, passes, settings, components)
 
+    bench_loads: frozenset[str] = frozenset()  # settings whose bench variants need their own ``load``
+
     def bench_variants(self) -> dict[str, dict]:
         """Settings overrides ``avatarcine bench generate`` times side by side (first = the reference)."""
         return {}

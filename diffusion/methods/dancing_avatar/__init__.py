@@ -144,6 +144,40 @@ class DancingAvatarMethod(Method):
     def postprocess(self, run: Run, frames):
         return run.denoiser.composite(frames)
 
+    bench_loads = frozenset({"interframe", "lora", "inpaint"})
+
+    def bench_variants(self):
+        """The pose ControlNet alone, + the inter-frame module (untrained: a trained one costs the same),
+        + the background plate made from frame 0 (blended latents), at equal frames."""
+        return {"pose_only": {}, "interframe": {"interframe": NEW_MODULE},
+                "interframe_background": {"interframe": NEW_MODULE, "background": "first"}}
+
+    def bench_rows(self, budget, train_dirs, work, seed, size):
+        """``dancing-avatar``: the inter-frame module trained on consecutive ``rgb`` frames of the train
+        split (``budget.steps`` steps; the pose ControlNet frozen and active, as at generation), then
+        generating with it and the background plate made from frame 0; ``dancing-avatar (no
+        background)``: the same module, no plate. The pose ControlNet is the base's stock one for the
+        budget's condition kind (tiny base: the random tiny one). No appearance LoRA: it is trained per
+        character, and the held-out identities are not the training ones."""
+        from diffusion.benchmark.harness import method_row, train_timed
+        from diffusion.loaders.controlnet import CONTROLNETS
+        from diffusion.training.recipes.dancing_avatar_frames import RECIPE, InterFrameTrainConfig
+
+        kind = budget.passes[0] if len(budget.passes) == 1 else None
+        if kind not in CONTROLNETS:
+            return []
+        config = InterFrameTrainConfig(
+            data=[str(d) for d in train_dirs], prompt=budget.prompt, resolution=size, model=budget.model,
+            pose_controlnet=kind, pose_passes=[kind], output=str(work / "frames"), steps=budget.steps,
+            batch_size=budget.batch_size, learning_rate=budget.learning_rate, lr_scheduler="constant", seed=seed,
+            checkpoint_every=budget.steps, checkpoints_total_limit=1)
+        trainer, seconds = train_timed(RECIPE, config)
+        common = dict(prompt=budget.prompt, model=budget.model, controlnet=[kind], steps=budget.sample_steps,
+                      cfg=budget.cfg, seed=seed, width=size, height=size, device=budget.device,
+                      interframe=str(trainer.final))
+        return [method_row(self, "dancing-avatar", self.settings(**common, background="first"), seconds),
+                method_row(self, "dancing-avatar (no background)", self.settings(**common), seconds)]
+
     def preview(self, run: Run):
         from diffusion.sampling.control import condition_preview
 

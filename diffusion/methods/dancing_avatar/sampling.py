@@ -140,11 +140,16 @@ class Plate:
     keep: torch.Tensor    # (N, 1, h, w) latent cells left to B (1) or generated (0)
 
     def masked_latents(self, c, start: int, stop: int) -> torch.Tensor:
-        """9-channel UNet input: B with the generated cells set to grey (diffusers: image * (mask < 0.5))."""
+        """9-channel UNet input: the latents (posterior mean) of B in [-1, 1] with the generated cells set
+        to 0, normalised and masked as diffusers' inpainting pipelines do (``image * (mask < 0.5)``)."""
         factor = c.vae_scale_factor
         keep = self.keep[start:stop].repeat_interleave(factor, -2).repeat_interleave(factor, -1)
-        keep = keep[:, 0, :, :, None].cpu().numpy()
-        return torch.cat([encode_image(c, (self.image * k + 127.5 * (1 - k)).round().astype(np.uint8)) for k in keep])
+        image = torch.from_numpy(self.image).permute(2, 0, 1)[None].contiguous().to(c.device, torch.float32) / 255.0 * 2.0 - 1.0
+        out = []
+        for k in keep:
+            masked = (image * k.to(torch.float32)).to(c.vae.dtype)
+            out.append(c.vae.encode(masked).latent_dist.mean * c.vae.config.scaling_factor)
+        return torch.cat(out)
 
 
 def make_plate(c, image: np.ndarray, masks: np.ndarray) -> Plate:
@@ -192,7 +197,10 @@ class DancingAvatarDenoiser(Denoiser):
         self.conditions = load_conditions(run, s.specs, c.controlnets)
         self.context, self.negative = encode_text(c, s.prompt), encode_text(c, s.negative_prompt)
         self.module = c.extra.get("interframe")
+        if bool(s.interframe) != (self.module is not None):
+            raise ValueError("components and settings disagree on the inter-frame module (load with these settings)")
         self.plate: Plate | None = None
+        self.plate_evaluations = 0  # the samplings that made B from frame 0
         self.pose = self._denoiser(c.controlnets, self.conditions, s.specs)
         self.full = None
         if self.module is not None:
@@ -218,7 +226,7 @@ class DancingAvatarDenoiser(Denoiser):
 
     @property
     def evaluations(self) -> int:
-        return sum(d.evaluations for d in (self.pose, self.full) if d is not None)
+        return self.plate_evaluations + sum(d.evaluations for d in (self.pose, self.full) if d is not None)
 
     def __call__(self, latents, t, step, start, stop):
         if step == 0:
@@ -295,4 +303,5 @@ class DancingAvatarDenoiser(Denoiser):
         c.scheduler.set_timesteps(self.s.steps, device=c.device)
         latents = sequential_denoise(noise * c.scheduler.init_noise_sigma, c.scheduler, c.scheduler.timesteps,
                                      denoiser, [(0, 1)], extra_step=extra, after_step=lock)
+        self.plate_evaluations += denoiser.evaluations
         return decode_frames(c, latents, 1)[0]
