@@ -57,17 +57,19 @@ def _plate(tmp_path, size=(64, 64)) -> tuple[np.ndarray, str]:
     return plate, str(path)
 
 
-@pytest.mark.parametrize("scheduler", ["dpm", "ddim"])
-def test_modules_off_equals_diffusers_controlnet_pipeline(passes, components, tiny_dir, scheduler):
-    """No inter-frame module, no LoRA, no background: frame k is diffusers' pipeline on frame k's pose and noise."""
+@pytest.mark.parametrize("scheduler,shared", [("dpm", 0.0), ("ddim", 0.0), ("dpm", 1.0)])
+def test_modules_off_equals_diffusers_controlnet_pipeline(passes, components, tiny_dir, scheduler, shared):
+    """No inter-frame module, no LoRA, no background: frame k is diffusers' pipeline on frame k's pose and
+    noise (its own; by default frame 0's)."""
     from diffusers import StableDiffusionControlNetPipeline
 
-    s = _settings(tiny_dir, scheduler=scheduler)
+    s = _settings(tiny_dir, scheduler=scheduler, shared_noise=shared)
     assert METHOD.settings().scheduler == "dpm" and METHOD.settings().steps == 25 and METHOD.settings().cfg == 7.5
     ours = _run(passes, components, s)
     c = components
     pose = load_condition(passes, ["skeleton"], passes.indices[:3], Framing.cover(passes.resolution), 3)
     noise = initial_noise(3, (4, 8, 8), torch.Generator().manual_seed(3))
+    noise = noise[:1].expand(3, -1, -1, -1) if shared else noise
     pipe = StableDiffusionControlNetPipeline(
         vae=c.vae, text_encoder=c.text_encoder, tokenizer=c.tokenizer, unet=c.unet, controlnet=c.controlnets,
         scheduler=make_scheduler(scheduler, c.scheduler.config), safety_checker=None, feature_extractor=None,
@@ -122,7 +124,8 @@ def test_first_image_and_reanchoring(passes, tiny_dir, tmp_path):
     from diffusion.loaders.controlnet import randomise_zero_convs
 
     first, path = _plate(tmp_path, (96, 64))
-    s = _settings(tiny_dir, interframe="unet", reanchor=2, first_image=path, max_frames=5)
+    # independent noise: the tiny model's frames then differ enough that which frame conditions matters
+    s = _settings(tiny_dir, interframe="unet", reanchor=2, first_image=path, max_frames=5, shared_noise=0.0)
     c = METHOD.load(s)
     randomise_zero_convs(c.extra["interframe"], torch.Generator().manual_seed(1), std=1.0)
     seen, hook = _interframe_inputs(c)
@@ -246,7 +249,7 @@ def test_fixed_background_on_the_inpainting_unet_equals_diffusers_inpaint_pipeli
     from PIL import Image
 
     plate, path = _plate(tmp_path)
-    s = _settings(tiny_dir, background=path, inpaint="unet", max_frames=2)
+    s = _settings(tiny_dir, background=path, inpaint="unet", max_frames=2, shared_noise=0.0)
     c = METHOD.load(s)
     ours = _run(passes, c, s)
     masks = grow(load_mask(passes, passes.indices[:2], Framing.cover(passes.resolution)), 2)

@@ -88,6 +88,11 @@ class DancingAvatarSettings(OutputSettings, DeviceSettings, PlateSettings, Appea
 
     scheduler: str = override(SamplingSettings, "scheduler", "dpm")
     steps: int = override(SamplingSettings, "steps", 25)
+    # The paper does not say how each frame's noise is drawn; independent noise per frame makes every
+    # frame a new picture of the prompt, so by default all frames start from frame 0's noise.
+    shared_noise: float = setting(1.0, "fraction of each frame's initial noise variance taken from frame 0's "
+                                       "noise (0: independent frames, as diffusers' pipeline per call)",
+                                  group="sampling", low=0, high=1)
 
 
 def _readable_image(path: str, field: str, what: str) -> None:
@@ -135,8 +140,15 @@ class DancingAvatarMethod(Method):
     def spans(self, run: Run) -> list[tuple[int, int]]:
         return [(k, k + 1) for k in range(len(run.indices))]
 
+    def initial_latents(self, run: Run, noise):
+        from diffusion.methods.dancing_avatar.sampling import share_noise
+
+        return share_noise(noise, run.settings.shared_noise) * run.components.scheduler.init_noise_sigma
+
     def step_hook(self, run: Run, noise):
-        return run.denoiser.prepare_background(noise)
+        from diffusion.methods.dancing_avatar.sampling import share_noise
+
+        return run.denoiser.prepare_background(share_noise(noise, run.settings.shared_noise))
 
     def after_window(self, run: Run, start: int, stop: int, latents) -> None:
         run.denoiser.finished(start, latents)

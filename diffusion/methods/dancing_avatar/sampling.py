@@ -10,6 +10,7 @@ what the inpainting needs; outside the grown mask the composite is B exactly.
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import cv2
 import numpy as np
@@ -77,6 +78,16 @@ def apply_loras(unet: torch.nn.Module, paths: tuple[str, ...], scales: tuple[flo
             if name in layer.scaling:
                 layer.set_scale(name, scale)
     unet.requires_grad_(False)
+
+
+def share_noise(noise: torch.Tensor, fraction: float) -> torch.Tensor:
+    """Frames 1.. get ``sqrt(1 - f) * own + sqrt(f) * frame 0's`` noise (unit variance; f = 1: exactly
+    frame 0's noise); frame 0 keeps its own."""
+    if fraction == 0.0:
+        return noise
+    out = noise.clone()
+    out[1:] = math.sqrt(1.0 - fraction) * noise[1:] + math.sqrt(fraction) * noise[:1]
+    return out
 
 
 # ------------------------------------------------------------------------------------------------
