@@ -277,7 +277,6 @@ class DancingAvatarDenoiser(Denoiser):
             image = np.ascontiguousarray(Framing.cover((source.shape[1], source.shape[0]), run.framing.size,
                                                        factor).image(source))
         self.plate = make_plate(c, image, masks)
-        run.record["dancing_avatar"]["background_size"] = list(run.framing.size)
         if s.inpaint == "unet":
             inpainting = self._inpainting(run)
             self.pose = self._denoiser(c.controlnets, self.conditions, s.specs, run=inpainting, plate=self.plate)
