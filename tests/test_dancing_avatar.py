@@ -273,3 +273,17 @@ def test_fixed_background_on_the_inpainting_unet_equals_diffusers_inpaint_pipeli
                        latents=noise[k:k + 1], output_type="latent").images
         assert torch.equal(ours.latents[k:k + 1], latents.cpu())  # bit-identical
     assert not torch.equal(ours.latents[0], ours.latents[1])
+
+
+def test_two_loras_act_together_each_at_its_scale(passes, components, tiny_dir, tmp_path):
+    clothes = _lora_file(tiny_dir, tmp_path / "clothes.safetensors", torch.Generator().manual_seed(1))
+    face = _lora_file(tiny_dir, tmp_path / "face.safetensors", torch.Generator().manual_seed(2))
+
+    def run(files, scales):
+        s = _settings(tiny_dir, lora=[str(f) for f in files], lora_scale=scales, max_frames=1)
+        return _run(passes, METHOD.load(s), s).latents
+
+    alone = run([clothes], [0.7])
+    assert torch.equal(run([clothes, face], [0.7, 0.0]), alone)  # a zero scale removes exactly that LoRA
+    both = run([clothes, face], [0.7, 1.0])
+    assert (both - alone).abs().max() > 1e-3 and (both - run([face], [1.0])).abs().max() > 1e-3

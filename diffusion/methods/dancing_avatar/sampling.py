@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import warnings
 
 import cv2
 import numpy as np
@@ -70,8 +71,10 @@ def load_components(s: DancingAvatarSettings):
 def apply_loras(unet: torch.nn.Module, paths: tuple[str, ...], scales: tuple[float, ...]) -> None:
     """Load every LoRA file into ``unet`` as its own adapter, all active, each at its scale."""
     names = [f"lora{k}" for k in range(len(paths))]
-    for name, path in zip(names, paths):
-        load_lora(unet, path, adapter_name=name)
+    with warnings.catch_warnings():  # several adapters on one model is the point here
+        warnings.filterwarnings("ignore", message="Already found a `peft_config`")
+        for name, path in zip(names, paths):
+            load_lora(unet, path, adapter_name=name)
     for layer in lora_layers(unet):
         layer.set_adapter(names)
         for name, scale in zip(names, scales):
