@@ -27,6 +27,7 @@ class Entry:
 
 REGISTRY = [
     Entry("controlnet", "diffusion.methods.controlnet", {"controlnet": "diffusion.training.recipes.controlnet"}),
+    Entry("poseanimate", "diffusion.methods.poseanimate"),
 ]
 
 
