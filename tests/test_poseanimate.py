@@ -254,3 +254,25 @@ def test_bad_switch_combinations_are_user_errors(tiny_dir):
     with pytest.raises(UserError, match="ddim"):
         _settings(tiny_dir, scheduler="euler")
     assert dataclasses.replace(_settings(tiny_dir), dcam_weights=(0.5, 0.25, 0.25)).dcam_weights == (0.5, 0.25, 0.25)
+
+
+def test_windows_lead_with_the_anchor_and_generate_writes_a_video(passes, components, tiny_dir, tmp_path):
+    import json
+
+    batches = []
+    hook = components.unet.register_forward_pre_hook(lambda module, args: batches.append(args[0].shape[0]))
+    try:
+        out = METHOD.run(passes, _settings(tiny_dir, pacm=False, window=2, overlap=1), components)
+    finally:
+        hook.remove()
+    assert out.record["sampling"]["windows"] == [(0, 2), (1, 3), (2, 4)]
+    # inversion: 3 steps x 1 frame; sampling: 3 steps x 3 windows x (anchor + 2 frames) x 2 CFG branches
+    assert batches == [1] * 3 + [6] * 9 and out.frames.shape == (4, 64, 64, 3)
+    done = subprocess.run([sys.executable, "-m", "motion.cli", "generate", str(passes.root), "-o", str(tmp_path / "out"),
+                           "--method", "poseanimate", "--model", str(tiny_dir), "--prompt", "a person", "--steps", "2",
+                           "--width", "64", "--height", "64", "--pacm-iterations", "1", "--transition", "2"],
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    record = json.loads((tmp_path / "out" / "run.json").read_text())
+    assert record["method"] == "poseanimate" and len(list((tmp_path / "out" / "frames").iterdir())) == 4
+    assert record["poseanimate"]["pacm_evaluations"] > 0 and (tmp_path / "out" / "video.mp4").is_file()
