@@ -153,5 +153,19 @@ class PoseAnimateMethod(Method):
 
         return condition_preview(run, [run.denoiser.targets])
 
+    def bench_rows(self, budget, train_dirs, work, seed, size):
+        """Nothing is trained. ``poseanimate``: every module on, the source being frame 0 of each held-out
+        clip's own rgb (its ground truth), the targets the clip's poses; then the ablation rows
+        ``poseanimate w/o M`` for each module (w/o DCAM also drops MGDM, its masked form). The base's
+        stock pose ControlNet (tiny base: the random tiny one); the budget's prompt, steps and CFG."""
+        from diffusion.benchmark.harness import method_row
+
+        common = dict(prompt=budget.prompt, model=budget.model, steps=budget.sample_steps, cfg=budget.cfg, seed=seed,
+                      width=size, height=size, max_frames=None, device=budget.device)
+        ablations = {"": {}, " w/o PACM": {"pacm": False}, " w/o DCAM": {"dcam": False, "mgdm": False},
+                     " w/o MGDM": {"mgdm": False}, " w/o PATA": {"pata": False}}
+        return [method_row(self, f"poseanimate{suffix}", self.settings(**common, **off))
+                for suffix, off in ablations.items()]
+
 
 METHOD = PoseAnimateMethod()
