@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 import torch
 
-from _diffusion_util import add_rgb, one_thread, tiny_dir  # noqa: F401  (fixtures)
+from _diffusion_util import one_thread, tiny_dir  # noqa: F401  (fixtures)
 from diffusion.io.conditioning import Framing, load_condition
 from diffusion.io.passes import PassesFolder
-from diffusion.io.synthetic_passes import write_passes
+from diffusion.io.synthetic_passes import OPTIONAL_PASSES, PASS_NAMES, write_passes
 from diffusion.methods.poseanimate import METHOD
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -25,7 +25,8 @@ OFF = dict(inversion=False, pacm=False, dcam=False, mgdm=False, pata=False)
 
 @pytest.fixture(scope="module")
 def passes(tmp_path_factory):
-    return PassesFolder.open(add_rgb(write_passes(tmp_path_factory.mktemp("passes") / "clip", frames=4)))
+    root = write_passes(tmp_path_factory.mktemp("passes") / "clip", frames=4, passes=PASS_NAMES + OPTIONAL_PASSES)
+    return PassesFolder.open(root)
 
 
 def _settings(tiny_dir, **kw):

@@ -85,11 +85,10 @@ class PoseAnimateOptions(Settings):
 @dataclass
 class PoseAnimateSettings(OutputSettings, DeviceSettings, FramingSettings, PoseAnimateOptions, SamplingSettings,
                           ControlSettings, ModelSettings, TextSettings):
-    """Prompt, model, the pose ControlNet, sampling (DDIM 50, CFG 7.5), source, modules, framing, device."""
+    """Prompt, model, the pose ControlNet, sampling (DDIM 50, CFG 7.5), source, modules, framing (the
+    passes' resolution: 512 x 512 for our default renders, as in the paper; 16 frames), device."""
 
     steps: int = override(SamplingSettings, "steps", 50)
-    width: int | None = override(FramingSettings, "width", 512)
-    height: int | None = override(FramingSettings, "height", 512)
     max_frames: int | None = override(FramingSettings, "max_frames", 16)
 
     def check(self):

@@ -102,6 +102,7 @@ def make_denoiser(run: Run) -> Denoiser:
     source = load_source(run) if (s.inversion or s.pata) else None
     info: dict = {}
     run.record["poseanimate"] = info
+    timings = run.record["timings"] = {}  # seconds of the stages before sampling
     if s.pata:
         sequence, scale, offset = pata(source.keypoints, target_keypoints(run), s.transition)
         targets = ConditionSequence(("skeleton (PATA)",), np.stack([draw(p, size) for p in sequence[1:]]))
@@ -127,7 +128,7 @@ def make_denoiser(run: Run) -> Denoiser:
     began = time.perf_counter()
     z0 = encode_image(c, source.image).to(c.unet.dtype)
     trajectory = ddim_inversion(model, z0, s.steps, pose_tensor, text)
-    info["inversion_seconds"] = time.perf_counter() - began
+    timings["inversion_seconds"] = round(time.perf_counter() - began, 4)
     info["inversion_evaluations"] = model.evaluations
 
     cond, uncond, anchor_cond, anchor_uncond = text, negative, text, negative
@@ -149,7 +150,7 @@ def make_denoiser(run: Run) -> Denoiser:
             cond, anchor_cond = per_step, source_embs
         else:
             uncond, anchor_uncond = per_step, source_embs
-        info["pacm_seconds"] = time.perf_counter() - began
+        timings["pacm_seconds"] = round(time.perf_counter() - began, 4)
         info["pacm_evaluations"] = model.evaluations - evaluations
         info["pacm_source_loss"] = [step[0][0] for step in source_losses], [step[-1][0] for step in source_losses]
         info["pacm_target_loss_first_last"] = [
