@@ -236,7 +236,8 @@ def test_photo_without_a_person_is_a_one_line_error(passes, tiny_dir, tmp_path):
 
     blank = tmp_path / "wall.png"
     cv2.imwrite(str(blank), np.full((64, 64, 3), 120, np.uint8))
-    done = subprocess.run([sys.executable, "-m", "motion.cli", "generate", str(passes.root), "-o", str(tmp_path / "out"),
+    done = subprocess.run([sys.executable, "-m", "motion.cli", "generate", str(passes.root),
+                           "-o", str(tmp_path / "out"),
                            "--method", "poseanimate", "--model", str(tiny_dir), "--prompt", "a person",
                            "--source", str(blank), "--steps", "2", "--width", "64", "--height", "64"],
                           capture_output=True, text=True)
@@ -269,7 +270,8 @@ def test_windows_lead_with_the_anchor_and_generate_writes_a_video(passes, compon
     assert out.record["sampling"]["windows"] == [(0, 2), (1, 3), (2, 4)]
     # inversion: 3 steps x 1 frame; sampling: 3 steps x 3 windows x (anchor + 2 frames) x 2 CFG branches
     assert batches == [1] * 3 + [6] * 9 and out.frames.shape == (4, 64, 64, 3)
-    done = subprocess.run([sys.executable, "-m", "motion.cli", "generate", str(passes.root), "-o", str(tmp_path / "out"),
+    done = subprocess.run([sys.executable, "-m", "motion.cli", "generate", str(passes.root),
+                           "-o", str(tmp_path / "out"),
                            "--method", "poseanimate", "--model", str(tiny_dir), "--prompt", "a person", "--steps", "2",
                            "--width", "64", "--height", "64", "--pacm-iterations", "1", "--transition", "2"],
                           capture_output=True, text=True)
@@ -309,3 +311,27 @@ def test_photo_source_pose_and_mask_come_from_mediapipe(tmp_path):
     given = tmp_path / "mask.png"
     __import__("cv2").imwrite(str(given), np.full((48, 48), 255, np.uint8))
     assert (photo_source(str(clip.root / "rgb" / "000000.png"), framing, str(given)).mask == 255).all()
+
+
+def test_mgdm_character_tokens_ignore_the_background_of_other_frames(components):
+    """Changing only the anchor's background tokens leaves frame 1's character outputs bit-identical
+    under MGDM (their terms read character keys only); under plain DCAM they change."""
+    from diffusion.attention.dcam import DualConsistencyAttention
+    from diffusion.attention.install import FrameInfo
+
+    attn = components.unet.up_blocks[1].attentions[0].transformer_blocks[0].attn1
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(2, 16, attn.to_q.in_features, generator=g)  # 1 group x 2 frames, a 4x4 token grid
+    masks = torch.zeros(2, 4, 4)
+    masks[:, 1:3, 1:3] = 1  # the character: the middle 4 tokens of both frames
+    character = masks[1].flatten() > 0
+    y = x.clone()
+    y[0, ~masks[0].flatten().bool()] += torch.randn(12, x.shape[-1], generator=g)  # the anchor's background
+    proc = DualConsistencyAttention()
+    with torch.no_grad():
+        run = lambda h, extra: proc.attend(attn, h, FrameInfo(2, 0, extra))  # noqa: E731
+        a, b = run(x, {"masks": masks}), run(y, {"masks": masks})
+        assert torch.equal(a[1, character], b[1, character])
+        assert (a[1, ~character] - b[1, ~character]).abs().max() > 1e-3
+        plain_a, plain_b = run(x, {}), run(y, {})
+        assert (plain_a[1, character] - plain_b[1, character]).abs().max() > 1e-3

@@ -30,7 +30,6 @@ from diffusion.sampling.settings import (DeviceSettings, FramingSettings, ModelS
 from motion.errors import UserError
 
 SLOTS = ("text", "null")
-MODULES = ("pacm", "dcam", "mgdm", "pata")
 
 
 @dataclass

@@ -11,6 +11,8 @@ embedding. The source pass carries each step's result into the next step; the ta
 every step from the source's embedding of that step. Frames are optimised together in chunks; the
 loss is each frame's own mean squared error summed, so a frame's gradient is its own. The learning
 rate decays linearly to half at the last step (null-text inversion's 1e-2 (1 - i/100) at 50 steps).
+Each frame is optimised on its own (plain self-attention: Algorithm 1 loops over frames one by one);
+DCAM acts in the final sampling only.
 """
 
 from __future__ import annotations
@@ -28,7 +30,8 @@ class PoseModel:
         self.evaluations = 0
 
     def __call__(self, x: torch.Tensor, t, step: int, pose: torch.Tensor, cond: torch.Tensor,
-                 uncond: torch.Tensor | None, cfg: float | None = None, unet_kwargs: dict | None = None) -> torch.Tensor:
+                 uncond: torch.Tensor | None, cfg: float | None = None,
+                 unet_kwargs: dict | None = None) -> torch.Tensor:
         cfg = self.cfg if cfg is None else cfg
         guided = is_guided(cfg) and uncond is not None
         xin = self.c.scheduler.scale_model_input(doubled(x, guided), t)
