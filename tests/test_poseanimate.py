@@ -335,3 +335,12 @@ def test_mgdm_character_tokens_ignore_the_background_of_other_frames(components)
         assert (a[1, ~character] - b[1, ~character]).abs().max() > 1e-3
         plain_a, plain_b = run(x, {}), run(y, {})
         assert (plain_a[1, character] - plain_b[1, character]).abs().max() > 1e-3
+
+
+def test_passes_without_rgb_need_a_source(tiny_dir, tmp_path):
+    from motion.errors import UserError
+
+    bare = PassesFolder.open(write_passes(tmp_path / "clip", frames=2))
+    with pytest.raises(UserError, match="--source"):
+        METHOD.check_inputs(_settings(tiny_dir), bare)
+    METHOD.check_inputs(_settings(tiny_dir, **OFF), bare)  # the plain pipeline needs no source

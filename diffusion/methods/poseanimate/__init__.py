@@ -119,8 +119,8 @@ class PoseAnimateMethod(Method):
             read_rgb(s.source, "source image")
             if s.source_mask:
                 read_rgb(s.source_mask, "source mask")
-        elif needs_source:
-            passes.resolve("rgb")
+        elif needs_source and "rgb" not in passes.meta["passes"]:
+            raise UserError("--source", f"{passes.root} has no rgb pass to take the source from: give --source FILE")
         if s.mgdm or (s.pata and not s.source):
             passes.resolve(s.mask_pass)
 
