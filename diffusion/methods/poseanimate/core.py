@@ -94,67 +94,82 @@ def load_source(run: Run) -> Source:
     return render_source(run.passes, s.source_frame, run.framing, s.mask_pass)
 
 
+def poses(run: Run, source: Source | None) -> tuple[ConditionSequence, np.ndarray | None, float, np.ndarray]:
+    """(target pose images, the source's pose image or None, PATA's scale and offset). PATA: both
+    drawn from the aligned keypoints; else the skeleton pass (and for a render source its frame)."""
+    s, spec, net = run.settings, run.settings.specs[0], run.components.controlnets[0]
+    size = run.framing.size
+    if s.pata:
+        sequence, scale, offset = pata(source.keypoints, target_keypoints(run), s.transition)
+        run.record["poseanimate"]["pata"] = {"scale": scale, "offset": [float(v) for v in offset],
+                                             "transition": s.transition}
+        targets = ConditionSequence(("skeleton (PATA)",), np.stack([draw(p, size) for p in sequence[1:]]))
+        return targets, draw(sequence[0], size), scale, offset
+    channels = net.config.conditioning_channels
+    targets = load_condition(run.passes, list(spec.passes), run.indices, run.framing, channels)
+    if source is None:
+        return targets, None, 1.0, np.zeros(2)
+    if s.source:
+        return targets, draw(source.keypoints, size), 1.0, np.zeros(2)
+    index = run.passes.indices[s.source_frame]
+    own = load_condition(run.passes, list(spec.passes), [index], run.framing, channels).frames[0]
+    return targets, own, 1.0, np.zeros(2)
+
+
+def pacm(run: Run, model: PoseModel, trajectory: list, source_pose: torch.Tensor, targets: ConditionSequence,
+         text: torch.Tensor, negative: torch.Tensor) -> tuple[list, list]:
+    """PACM's (per-step source embeddings, per-step (N, T, D) target embeddings) of the optimised slot."""
+    s, c = run.settings, run.components
+    fixed, start = (negative, text) if s.pacm_slot == "text" else (text, negative)
+    options = dict(slot=s.pacm_slot, iterations=s.pacm_iterations, lr=s.pacm_lr)
+    source_embs, source_losses = optimise_embeddings(model, trajectory, source_pose, start, fixed, carry=True,
+                                                     **options)
+    chunks, first_last = [], [[], []]
+    for a in range(0, len(run.indices), s.pacm_batch):
+        window = targets.window(a, min(a + s.pacm_batch, len(run.indices)), c.device, model.net.dtype)
+        embs, losses = optimise_embeddings(model, trajectory, window, source_embs, fixed, carry=False, **options)
+        chunks.append(embs)
+        for step in losses:
+            first_last[0] += step[0]
+            first_last[1] += step[-1]
+    run.record["poseanimate"]["pacm_loss"] = {
+        "source_first": [step[0][0] for step in source_losses], "source_last": [step[-1][0] for step in source_losses],
+        "targets_mean_first_last": [float(np.mean(v)) for v in first_last]}
+    return source_embs, [torch.cat([chunk[i] for chunk in chunks]) for i in range(s.steps)]
+
+
 def make_denoiser(run: Run) -> Denoiser:
     s, c = run.settings, run.components
     spec, net = s.specs[0], c.controlnets[0]
     text, negative = encode_text(c, s.prompt), encode_text(c, s.negative_prompt)
-    size = run.framing.size
     source = load_source(run) if (s.inversion or s.pata) else None
-    info: dict = {}
-    run.record["poseanimate"] = info
+    info = run.record["poseanimate"] = {}
     timings = run.record["timings"] = {}  # seconds of the stages before sampling
-    if s.pata:
-        sequence, scale, offset = pata(source.keypoints, target_keypoints(run), s.transition)
-        targets = ConditionSequence(("skeleton (PATA)",), np.stack([draw(p, size) for p in sequence[1:]]))
-        source_pose = draw(sequence[0], size)
-        info["pata"] = {"scale": scale, "offset": [float(v) for v in offset], "transition": s.transition}
-    else:
-        targets = load_condition(run.passes, list(spec.passes), run.indices, run.framing,
-                                 net.config.conditioning_channels)
-        scale, offset = 1.0, np.zeros(2)
-        source_pose = None
+    targets, source_pose, scale, offset = poses(run, source)
     if not s.inversion:  # the plain ControlNet pipeline on these poses
         denoiser = ControlNetDenoiser(run, [net], [targets], [spec], text, negative, s.cfg)
         denoiser.targets = targets
         return denoiser
-    if source_pose is None:
-        source_pose = (load_condition(run.passes, list(spec.passes), [run.passes.indices[s.source_frame]],
-                                      run.framing, 3).frames[0] if not s.source else draw(source.keypoints, size))
     info["source"] = source.origin
     c.scheduler.set_timesteps(s.steps, device=c.device)
     model = PoseModel(c, net, spec.scale, [k[0] for k in guidance_keep(s.steps, [spec])], s.cfg)
     pose_tensor = ConditionSequence(("source",), source_pose[None]).window(0, 1, c.device, net.dtype)
 
     began = time.perf_counter()
-    z0 = encode_image(c, source.image).to(c.unet.dtype)
-    trajectory = ddim_inversion(model, z0, s.steps, pose_tensor, text)
+    trajectory = ddim_inversion(model, encode_image(c, source.image).to(c.unet.dtype), s.steps, pose_tensor, text)
     timings["inversion_seconds"] = round(time.perf_counter() - began, 4)
     info["inversion_evaluations"] = model.evaluations
 
     cond, uncond, anchor_cond, anchor_uncond = text, negative, text, negative
     if s.pacm:
         began, evaluations = time.perf_counter(), model.evaluations
-        fixed, start = (negative, text) if s.pacm_slot == "text" else (text, negative)
-        source_embs, source_losses = optimise_embeddings(model, trajectory, pose_tensor, start, fixed, s.pacm_slot,
-                                                         s.pacm_iterations, s.pacm_lr, carry=True)
-        chunks, target_losses = [], []
-        for a in range(0, len(run.indices), s.pacm_batch):
-            b = min(a + s.pacm_batch, len(run.indices))
-            embs, losses = optimise_embeddings(model, trajectory, targets.window(a, b, c.device, net.dtype),
-                                               source_embs, fixed, s.pacm_slot, s.pacm_iterations, s.pacm_lr,
-                                               carry=False)
-            chunks.append(embs)
-            target_losses.append(losses)
-        per_step = [torch.cat([chunk[i] for chunk in chunks]) for i in range(s.steps)]
+        source_embs, target_embs = pacm(run, model, trajectory, pose_tensor, targets, text, negative)
         if s.pacm_slot == "text":
-            cond, anchor_cond = per_step, source_embs
+            cond, anchor_cond = target_embs, source_embs
         else:
-            uncond, anchor_uncond = per_step, source_embs
+            uncond, anchor_uncond = target_embs, source_embs
         timings["pacm_seconds"] = round(time.perf_counter() - began, 4)
         info["pacm_evaluations"] = model.evaluations - evaluations
-        info["pacm_source_loss"] = [step[0][0] for step in source_losses], [step[-1][0] for step in source_losses]
-        info["pacm_target_loss_first_last"] = [
-            float(np.mean([v for chunk in target_losses for step in chunk for v in step[which]])) for which in (0, -1)]
     model.evaluations = 0  # the run record's count is the sampling's; the others are recorded above
     anchor = masks = None
     if s.dcam:
