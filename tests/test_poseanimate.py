@@ -191,6 +191,14 @@ def test_pacm_loss_falls_and_guided_reconstruction_improves(passes, components, 
     plain = ((_sample(model, trajectory[-1], pose, text, negative) - z0) ** 2).mean()
     optimised = ((_sample(model, trajectory[-1], pose, embeddings, negative) - z0) ** 2).mean()
     assert optimised < 0.8 * plain, (float(optimised), float(plain))
+    # The other slot (null-text style: the unconditional embedding is optimised) learns too.
+    _, null_losses = optimise_embeddings(model, trajectory, pose, negative, text, "null", 5, 0.1, carry=True)
+    assert all(step[-1][0] < step[0][0] for step in null_losses)
+    # Target pass: two frames of another pose, each starting from the source's per-step embeddings.
+    targets = torch.cat([pose.flip(-1), pose.flip(-2)])
+    _, target_losses = optimise_embeddings(model, trajectory, targets, embeddings, negative, "text", 5, 0.1,
+                                           carry=False)
+    assert all(step[-1][f] < step[0][f] for step in target_losses for f in range(2))
 
 
 # --- PATA ---------------------------------------------------------------------------------------
