@@ -158,8 +158,8 @@ def test_inversion_then_sampling_reconstructs_the_source(passes, components, tin
     """Each sampling step with the inversion's embeddings (guidance 1) undoes its inverse step; the error
     is DDIM inversion's (it evaluates step k's noise at the previous level) and shrinks with the step size.
     Over the whole chain the random tiny UNet is no denoiser: its sampling map expands any perturbation
-    (measured: 50-step chain error 4.5 on latents of std 0.04, the same from a perturbed Z_T), so the
-    bound is per step; real weights (not available offline) are where the chain bound means something."""
+    (measured at 50 steps: chain error 5.6 on latents of std 0.04; a 1e-3 change of Z_T alone grows to
+    0.43), so the bound is per step; a full-chain bound needs real weights (not available offline)."""
     from diffusion.methods.poseanimate.pacm import ddim_inversion
 
     mean = {}
