@@ -265,6 +265,18 @@ def test_pata_starts_at_the_source_and_keeps_target_shapes():
     assert scale < 0.5  # the targets were larger: the alignment did act
 
 
+def test_pata_moves_masks_like_the_keypoints():
+    from diffusion.methods.poseanimate.pata import warp_masks
+
+    mask = np.zeros((1, 64, 64), np.uint8)
+    mask[0, 10:20, 6:12] = 255  # pixel-corner box x 6..12, y 10..20: centre (9, 15)
+    moved = warp_masks(mask, 2.0, np.array([5.0, -3.0]))[0] > 127
+    ys, xs = np.nonzero(moved)
+    # pixel centres are at +0.5 in pixel-corner coordinates
+    np.testing.assert_allclose([xs.mean() + 0.5, ys.mean() + 0.5], [2 * 9 + 5, 2 * 15 - 3], atol=0.05)
+    assert moved.sum() == 4 * 60
+
+
 # --- sources ------------------------------------------------------------------------------------
 
 def test_render_source_is_the_rgb_frame_with_its_keypoints(passes):
