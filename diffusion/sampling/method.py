@@ -109,6 +109,11 @@ class Method(ABC):
             return window_spans(n, s.window, s.overlap if s.window else 0)
         return [(0, n)]
 
+    def weighting(self, run: Run) -> str:
+        """How overlapping windows' predictions combine (``diffusion.sampling.windows``): the temporal
+        settings' ``weighting``, else uniform."""
+        return run.settings.weighting if isinstance(run.settings, TemporalSettings) else "uniform"
+
     def initial_latents(self, run: Run, noise: torch.Tensor) -> torch.Tensor:
         """The latents sampling starts from (e.g. an inverted source image instead of noise)."""
         return noise * run.components.scheduler.init_noise_sigma
