@@ -76,21 +76,23 @@ def is_inflated(unet: nn.Module) -> bool:
     return any(hasattr(b, TEMPORAL) for b in transformer_blocks(unet))
 
 
-def inflate(unet: nn.Module) -> nn.Module:
+def inflate(unet: nn.Module, seed: int = 0) -> nn.Module:
     """Add a zero-initialised temporal attention after every transformer block of ``unet`` (in place;
-    same heads and width as the block's self-attention, on its device and dtype)."""
+    same heads and width as the block's self-attention, on its device and dtype). The layers other
+    than the zeroed output are initialised from ``seed`` (the global RNG is left alone)."""
     if is_inflated(unet):
         raise ValueError("the UNet is already inflated")
     blocks = transformer_blocks(unet)
     if not blocks:
         raise UserError("model", "the UNet has no transformer blocks to inflate")
     param = next(unet.parameters())
-    for block in blocks:
-        attn = block.attn1
-        dim = attn.to_q.in_features
-        temporal = TemporalAttention(dim, attn.heads, attn.to_q.out_features // attn.heads)
-        block.add_module(TEMPORAL, temporal.to(device=param.device, dtype=param.dtype))
-        block.register_forward_hook(_after_feed_forward, with_kwargs=True)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        for block in blocks:
+            attn = block.attn1
+            temporal = TemporalAttention(attn.to_q.in_features, attn.heads, attn.to_q.out_features // attn.heads)
+            block.add_module(TEMPORAL, temporal.to(device=param.device, dtype=param.dtype))
+            block.register_forward_hook(_after_feed_forward, with_kwargs=True)
     return unet
 
 
