@@ -285,3 +285,23 @@ def test_cli_generates_with_the_authors_defaults(passes, tiny_dir, tmp_path, mon
     record = json.loads((tmp_path / "out" / "run.json").read_text())
     assert record["sampling"]["windows"] == [[0, 4], [2, 6]] and record["follow_your_pose"]["overlap"] == 2
     assert len(list((tmp_path / "out" / "frames").iterdir())) == 6
+
+
+def test_temporal_attention_runs_under_gradient_checkpointing(components, unet_inputs):
+    """diffusers passes a checkpointed block its arguments positionally; the frame count still arrives."""
+    inflated = inflate(copy.deepcopy(components.unet))
+    for b in transformer_blocks(inflated):
+        _randomise(getattr(b, TEMPORAL).attn.to_out, 4)
+    inflated.train()
+    x, context = unet_inputs
+    plain = _unet_call(inflated, x, 4, context)
+    inflated.enable_gradient_checkpointing()
+    checkpointed = _unet_call(inflated, x, 4, context)
+    assert checkpointed.requires_grad and torch.equal(plain, checkpointed)
+    cross_frame_only = _unet_call(components.unet, x, 4, context)
+    assert (checkpointed - cross_frame_only).abs().max() > 1e-3
+
+
+def test_missing_temporal_weights_are_refused_before_loading(passes, tiny_dir, tmp_path):
+    with pytest.raises(UserError, match="--temporal: .*nowhere: no temporal.safetensors"):
+        METHOD.check_inputs(_settings(tiny_dir, temporal=str(tmp_path / "nowhere")), passes)

@@ -13,6 +13,8 @@ import yaml
 from torch.utils.data import default_collate
 
 from _diffusion_util import add_rgb, one_thread, tiny_dir  # noqa: F401  (fixtures)
+from diffusion.attention.frames import frame_attention_rules
+from diffusion.attention.install import processors
 from diffusion.io.passes import PassesFolder
 from diffusion.io.synthetic_passes import write_passes
 from diffusion.methods.follow_your_pose import METHOD
@@ -31,10 +33,11 @@ def clip(tmp_path_factory):
     return add_rgb(write_passes(tmp_path_factory.mktemp("train") / "clip", frames=6))
 
 
-def _losses(recipe, trainer: Trainer, batch: dict) -> np.ndarray:
+def _losses(recipe, trainer: Trainer, batch: dict, setup=None) -> np.ndarray:
     """Losses of one batch under three fixed noise/timestep draws."""
+    setup = setup or trainer.setup
     with torch.no_grad():
-        return np.array([recipe.loss(trainer.setup, batch, torch.Generator().manual_seed(s)).item() for s in range(3)])
+        return np.array([recipe.loss(setup, batch, torch.Generator().manual_seed(s)).item() for s in range(3)])
 
 
 def _state(module: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -145,6 +148,21 @@ def test_stage2_trains_temporal_attention_and_queries_only(stage2):
     assert all(torch.equal(v, before["frozen"]["vae"][k]) for k, v in c.vae.state_dict().items())
 
 
+def test_stage2_starts_at_the_cross_frame_only_model(stage2, tiny_dir):
+    """Step 0's loss is that of the base UNet with cross-frame attention alone, under the same draws."""
+    import dataclasses
+
+    from diffusion.loaders.sd15 import load_sd15
+
+    trainer, batch, before = stage2
+    base = load_sd15(str(tiny_dir), dtype="fp32").unet
+    with processors(base, frame_attention_rules("cross-frame")):
+        setup = dataclasses.replace(trainer.setup, trainable={"unet": base})
+        assert _losses(VIDEO, trainer, batch, setup)[0] == before["loss"][0]
+    # control: the trained model's loss differs
+    assert _losses(VIDEO, trainer, batch)[0] != before["loss"][0]
+
+
 def test_stage2_loss_falls(stage2):
     trainer, batch, before = stage2
     assert batch["pixel_values"].shape == (3, 4, 3, 64, 64) and "conditioning_pixel_values" not in batch  # pose-free
@@ -203,3 +221,14 @@ def test_cli_trains_stage2_from_yaml(tiny_dir, clip, tmp_path, capsys):
     config.write_text(yaml.safe_dump({"data": [str(clip)], "model": str(tiny_dir), "frames": 1, "output": "run2"}))
     assert main(["train", "follow-your-pose-video", str(config)]) == 2
     assert "frames: Input should be greater than or equal to 2" in capsys.readouterr().err
+
+
+def test_stage1_validation_images(stage1):
+    trainer, _, _ = stage1
+    path = trainer.save_validation()
+    import imageio.v2 as imageio
+
+    image = imageio.imread(path)
+    assert image.shape == (128, 2 * 64, 3)  # 2 frames side by side, generated above target
+    target = np.round(trainer.setup.dataset.target_image(trainer.setup.dataset.clips[0], 0) * 255).astype(np.uint8)
+    np.testing.assert_array_equal(image[64:, :64], target)

@@ -134,6 +134,10 @@ class Method(ABC):
 
         return generate(self, passes, settings, components)
 
+    # Settings overrides of every ``avatarcine bench generate`` run (e.g. a part only training makes,
+    # in its untrained form: same computation).
+    bench_settings: dict = {}
+
     def bench_variants(self) -> dict[str, dict]:
         """Settings overrides ``avatarcine bench generate`` times side by side (first = the reference)."""
         return {}

@@ -30,6 +30,7 @@ from diffusion.sampling.settings import (DeviceSettings, FramingSettings, ModelS
 from motion.errors import UserError
 
 GROUP = "follow-your-pose"
+WEIGHTS = "temporal.safetensors"   # the stage-2 weights file (``inflate.py``)
 
 
 @dataclass
@@ -67,6 +68,13 @@ class FollowYourPoseMethod(Method):
         if s.max_frames and s.max_frames > have:
             raise UserError("--max-frames", f"asks for {s.max_frames} frames but the {name} sequence of "
                                             f"{passes.root} has {have}")
+        if s.temporal not in (None, "init"):
+            from pathlib import Path
+
+            weights = Path(s.temporal).expanduser()
+            if not (weights.is_file() or (weights / WEIGHTS).is_file()):
+                raise UserError("--temporal", f"{s.temporal}: no {WEIGHTS} (the output of "
+                                              "`avatarcine train follow-your-pose-video`)")
 
     def load(self, s: FollowYourPoseSettings):
         from diffusion.methods.follow_your_pose.parts import load_parts
@@ -107,6 +115,34 @@ class FollowYourPoseMethod(Method):
         from diffusion.sampling.control import condition_preview
 
         return condition_preview(run, run.denoiser.conditions)
+
+    bench_settings = {"temporal": "init"}  # bench generate times the inflated model (untrained: same cost)
+
+    def bench_rows(self, budget, train_dirs, work, seed, size):
+        """``follow-your-pose (per-frame)``: the stage-1 pose encoder trained on the train split
+        (``budget.steps`` steps), frames independent; ``follow-your-pose``: plus stage 2 trained on the
+        train split's rgb clips (``budget.steps`` steps, clips of up to 8 frames), windows of 8
+        overlapping by 4. Both read the skeleton pass (``budget.passes`` is the ControlNet's)."""
+        from diffusion.benchmark.harness import method_row, train_timed
+        from diffusion.io.passes import PassesFolder
+        from diffusion.training.recipes.follow_your_pose_pose import RECIPE as POSE
+        from diffusion.training.recipes.follow_your_pose_pose import PoseEncoderTrainConfig
+        from diffusion.training.recipes.follow_your_pose_video import RECIPE as VIDEO
+        from diffusion.training.recipes.follow_your_pose_video import TemporalTrainConfig
+
+        common = dict(data=[str(d) for d in train_dirs], prompt=budget.prompt, resolution=size, model=budget.model,
+                      steps=budget.steps, batch_size=budget.batch_size, learning_rate=budget.learning_rate,
+                      lr_scheduler="constant", seed=seed, checkpoint_every=budget.steps, checkpoints_total_limit=1)
+        pose, pose_seconds = train_timed(POSE, PoseEncoderTrainConfig(**common, output=str(work / "pose")))
+        frames = min(8, *(len(PassesFolder.open(d).indices) for d in train_dirs))
+        video, video_seconds = train_timed(VIDEO, TemporalTrainConfig(
+            **common, frames=frames, stride=1, pose_encoder=str(pose.final), output=str(work / "video")))
+        sampling = dict(prompt=budget.prompt, model=budget.model, steps=budget.sample_steps, cfg=budget.cfg, seed=seed,
+                        width=size, height=size, device=budget.device)
+        return [method_row(self, "follow-your-pose (per-frame)",
+                           self.settings(pose_encoder=str(pose.final), window=None, **sampling), pose_seconds),
+                method_row(self, "follow-your-pose", self.settings(temporal=str(video.final), window=8, **sampling),
+                           pose_seconds + video_seconds)]
 
 
 METHOD = FollowYourPoseMethod()

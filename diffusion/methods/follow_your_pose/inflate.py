@@ -17,6 +17,7 @@ The authors' extra ``conv_temporal`` (a temporal 1D convolution, not in the pape
 
 from __future__ import annotations
 
+import functools
 import inspect
 import json
 from pathlib import Path
@@ -24,11 +25,11 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from diffusion.methods.follow_your_pose import WEIGHTS
 from motion.errors import UserError
 
 TEMPORAL = "attn_temp"
 TRAINABLE = (f".{TEMPORAL}.", ".attn1.to_q.", ".attn2.to_q.")   # parameter names containing one of these train
-WEIGHTS = "temporal.safetensors"
 META_KEY = "avatarcine"
 
 
@@ -61,11 +62,17 @@ def transformer_blocks(unet: nn.Module) -> list[nn.Module]:
     return [m for m in unet.modules() if isinstance(m, BasicTransformerBlock)]
 
 
-def _after_feed_forward(block, args, kwargs, output):
-    """Forward hook of an inflated transformer block: its temporal attention on the block's output."""
+@functools.cache
+def _block_signature() -> inspect.Signature:
     from diffusers.models.attention import BasicTransformerBlock
 
-    bound = inspect.signature(BasicTransformerBlock.forward).bind(block, *args, **kwargs)
+    return inspect.signature(BasicTransformerBlock.forward)
+
+
+def _after_feed_forward(block, args, kwargs, output):
+    """Forward hook of an inflated transformer block: its temporal attention on the block's output
+    (the arguments are bound by name: gradient checkpointing passes them positionally)."""
+    bound = _block_signature().bind(block, *args, **kwargs)
     info = (bound.arguments.get("cross_attention_kwargs") or {}).get("frame_info")
     if info is None:
         raise ValueError("an inflated UNet needs cross_attention_kwargs={'frame_info': FrameInfo(frames)}")

@@ -29,7 +29,8 @@ from diffusion.attention.frames import frame_attention_rules
 from diffusion.attention.install import FrameInfo, processors
 from diffusion.loaders.schedulers import training_scheduler
 from diffusion.loaders.sd15 import load_sd15
-from diffusion.methods.follow_your_pose.inflate import WEIGHTS, inflate, load_temporal, save_temporal, set_trainable
+from diffusion.methods.follow_your_pose import WEIGHTS
+from diffusion.methods.follow_your_pose.inflate import inflate, load_temporal, save_temporal, set_trainable
 from diffusion.methods.follow_your_pose.parts import POSE_ENCODER
 from diffusion.training.config import LR_SCHEDULERS, ImageTrainConfig
 from diffusion.training.datasets import ClipDataset, open_folders
