@@ -67,8 +67,9 @@ def test_per_frame_equals_diffusers_adapter_pipeline(passes, components, tiny_di
     ours = _run(passes, c, _settings(tiny_dir, max_frames=4, pose_scale=0.8))
     skeleton = load_condition(passes, ["skeleton"], passes.indices[:4], Framing.cover(passes.resolution), 3)
     pipe = StableDiffusionAdapterPipeline(vae=c.vae, text_encoder=c.text_encoder, tokenizer=c.tokenizer, unet=c.unet,
-                                          adapter=c.extra["pose_encoder"], scheduler=make_scheduler("ddim", c.scheduler.config),
-                                          safety_checker=None, feature_extractor=None, requires_safety_checker=False)
+                                          adapter=c.extra["pose_encoder"],
+                                          scheduler=make_scheduler("ddim", c.scheduler.config), safety_checker=None,
+                                          feature_extractor=None, requires_safety_checker=False)
     pipe.set_progress_bar_config(disable=True)
     kwargs = dict(image=skeleton.window(0, 4), adapter_conditioning_scale=0.8, **_pipeline_kwargs(passes, 4))
     latents = pipe([PROMPT] * 4, output_type="latent", **kwargs).images

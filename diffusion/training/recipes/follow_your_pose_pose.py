@@ -74,7 +74,8 @@ class PoseEncoderRecipe(Recipe):
         dataset = FrameDataset(folders, [config.pose_pass], config.size, encoder.config.in_channels,
                                target=config.target, prompt=config.prompt, multiple=c.vae_scale_factor)
         noise_scheduler = training_scheduler(c.scheduler.config)
-        record.update({"folders": [str(f.root) for f in folders], "prediction_type": noise_scheduler.config.prediction_type})
+        record.update({"folders": [str(f.root) for f in folders],
+                       "prediction_type": noise_scheduler.config.prediction_type})
         return Setup({"pose_encoder": encoder}, dataset,
                      extra={"components": c, "noise_scheduler": noise_scheduler, "text": {}}, record=record)
 
