@@ -5,6 +5,7 @@ stage-2 weights file, and bad input."""
 from __future__ import annotations
 
 import copy
+import shutil
 
 import numpy as np
 import pytest
@@ -271,6 +272,16 @@ def test_short_skeleton_sequence_is_a_one_line_error(passes, tiny_dir, tmp_path,
     code = main(["generate", str(passes.root), "--method", "follow-your-pose", "--prompt", "x", "--model",
                  str(tmp_path / "nowhere"), "--pose-pass", "flow", "-o", str(tmp_path / "out")])
     assert code == 2 and "no pass 'flow'" in capsys.readouterr().err and not (tmp_path / "out").exists()
+    short = tmp_path / "short"
+    shutil.copytree(passes.root, short)
+    (short / "skeleton" / "000005.png").unlink()  # the skeleton render stopped a frame early
+    code = main(["generate", str(short), "--method", "follow-your-pose", "--prompt", "x", "--model",
+                 str(tmp_path / "nowhere"), "-o", str(tmp_path / "out")])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and err == (f"avatarcine: error: {short / 'skeleton' / '000005.png'}: missing: the skeleton "
+                                 f"sequence has 5 of the 6 frames asked for")
+    assert main(["generate", str(short), "--method", "follow-your-pose", "--prompt", "x", "--model", "tiny",
+                 "--max-frames", "5", "--steps", "1", "-o", str(tmp_path / "out")]) == 0  # the 5 it has
 
 
 def test_cli_generates_with_the_authors_defaults(passes, tiny_dir, tmp_path, monkeypatch, capsys):

@@ -63,11 +63,19 @@ class FollowYourPoseMethod(Method):
 
     def check_inputs(self, s: FollowYourPoseSettings, passes) -> None:
         super().check_inputs(s, passes)
+        from render.meta import frame_path
+
         name = passes.resolve(s.pose_pass)
         have = len(passes.indices)
         if s.max_frames and s.max_frames > have:
             raise UserError("--max-frames", f"asks for {s.max_frames} frames but the {name} sequence of "
                                             f"{passes.root} has {have}")
+        asked = passes.indices[: s.max_frames] if s.max_frames else passes.indices
+        paths = [frame_path(passes.root, passes.meta, name, i) for i in asked]
+        missing = [p for p in paths if not p.is_file()]
+        if missing:
+            raise UserError(missing[0], f"missing: the {name} sequence has {len(paths) - len(missing)} of the "
+                                        f"{len(paths)} frames asked for")
         if s.temporal not in (None, "init"):
             from pathlib import Path
 
