@@ -232,3 +232,23 @@ def test_stage1_validation_images(stage1):
     assert image.shape == (128, 2 * 64, 3)  # 2 frames side by side, generated above target
     target = np.round(trainer.setup.dataset.target_image(trainer.setup.dataset.clips[0], 0) * 255).astype(np.uint8)
     np.testing.assert_array_equal(image[64:, :64], target)
+
+
+def test_stage2_validation_clip(stage2):
+    """One clip through the inflated UNet being trained: the trained temporal attention acts (its
+    frames differ from the cross-frame-only start)."""
+    trainer, _, _ = stage2
+    images = VIDEO.validate(trainer.config, trainer.setup)
+    assert images.shape == (6, 128, 64, 3)  # validation_frames (8) capped at the clip's 6
+    unet = trainer.unwrapped()["unet"]
+    saved = {k: v.clone() for k, v in unet.state_dict().items()}
+    with torch.no_grad():
+        for block in transformer_blocks(unet):
+            getattr(block, TEMPORAL).attn.to_out[0].weight.zero_()
+            getattr(block, TEMPORAL).attn.to_out[0].bias.zero_()
+    try:
+        start = VIDEO.validate(trainer.config, trainer.setup)
+    finally:
+        unet.load_state_dict(saved)
+    assert np.abs(images[:, :64].astype(int) - start[:, :64]).max() > 0
+    np.testing.assert_array_equal(images[:, 64:], start[:, 64:])  # the targets

@@ -21,6 +21,7 @@ import shutil
 from pathlib import Path
 from typing import ClassVar, Literal
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from pydantic import Field
@@ -35,6 +36,7 @@ from diffusion.methods.follow_your_pose.parts import POSE_ENCODER
 from diffusion.training.config import LR_SCHEDULERS, ImageTrainConfig
 from diffusion.training.datasets import ClipDataset, open_folders
 from diffusion.training.recipes.controlnet import diffusion_target, freeze, text_embeddings
+from diffusion.training.recipes.follow_your_pose_pose import validation_strip
 from diffusion.training.trainer import Recipe, Setup
 from motion.errors import UserError
 
@@ -50,6 +52,8 @@ class TemporalTrainConfig(ImageTrainConfig):
     stride: int = Field(2, ge=1, description="take every stride-th frame (the authors' dataset default: 2)")
     pose_encoder: str = Field("none", description="stage-1 encoder folder copied into the output (not used in "
                                                   "training), or none")
+    validation_frames: int = Field(8, ge=1, description="frames of the first folder generated for validation")
+    validation_steps: int = Field(10, ge=1, description="denoising steps of the validation clip")
     learning_rate: float = Field(3e-5, gt=0)
     lr_scheduler: Literal[LR_SCHEDULERS] = "constant"  # type: ignore[valid-type]  (the authors: no warmup)
 
@@ -114,6 +118,20 @@ class TemporalRecipe(Recipe):
         save_temporal(setup.trainable["unet"], folder / WEIGHTS, {"recipe": self.name, **self.metadata(config)})
         if config.pose_encoder != "none":
             shutil.copytree(config.pose_encoder, folder / POSE_ENCODER)
+
+    def validate(self, config: TemporalTrainConfig, setup: Setup) -> np.ndarray | None:
+        """With the stage-1 encoder named and a skeleton pass in the first folder: its first
+        ``validation_frames`` frames generated as one clip with the current temporal weights (top)
+        above their target (bottom); else None (stage 2 itself needs no poses)."""
+        from diffusion.loaders.adapter import load_adapter
+
+        if config.pose_encoder == "none" or "skeleton" not in setup.dataset.clips[0].folder.meta["passes"]:
+            return None
+        c = setup.extra["components"]
+        if "pose_encoder" not in c.extra:
+            c.extra["pose_encoder"] = load_adapter(config.pose_encoder, c.device, c.dtype)
+        # the UNet is already inflated with the weights being trained; "init" only turns frame attention on
+        return validation_strip(config, setup, c, temporal="init")
 
     def usage(self, config: TemporalTrainConfig, final: Path) -> str:
         encoder = "" if config.pose_encoder != "none" else " --pose-encoder STAGE1"
