@@ -23,11 +23,13 @@ Module level imports stay light (no torch).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 from diffusion.sampling.method import Method, Run
 from diffusion.sampling.settings import (DeviceSettings, FramingSettings, ModelSettings, OutputSettings,
                                          SamplingSettings, Settings, TextSettings, override, setting)
 from motion.errors import UserError
+from render.meta import frame_path
 
 GROUP = "follow-your-pose"
 WEIGHTS = "temporal.safetensors"   # the stage-2 weights file (``inflate.py``)
@@ -60,11 +62,10 @@ class FollowYourPoseMethod(Method):
     name = "follow-your-pose"
     summary = "Follow Your Pose: skeleton pose encoder + inflated video UNet (cross-frame + temporal attention)"
     Settings = FollowYourPoseSettings
+    bench_settings = {"temporal": "init"}  # bench generate times the inflated model (untrained: same cost)
 
     def check_inputs(self, s: FollowYourPoseSettings, passes) -> None:
         super().check_inputs(s, passes)
-        from render.meta import frame_path
-
         name = passes.resolve(s.pose_pass)
         have = len(passes.indices)
         if s.max_frames and s.max_frames > have:
@@ -77,8 +78,6 @@ class FollowYourPoseMethod(Method):
             raise UserError(missing[0], f"missing: the {name} sequence has {len(paths) - len(missing)} of the "
                                         f"{len(paths)} frames asked for")
         if s.temporal not in (None, "init"):
-            from pathlib import Path
-
             weights = Path(s.temporal).expanduser()
             if not (weights.is_file() or (weights / WEIGHTS).is_file()):
                 raise UserError("--temporal", f"{s.temporal}: no {WEIGHTS} (the output of "
@@ -123,8 +122,6 @@ class FollowYourPoseMethod(Method):
         from diffusion.sampling.control import condition_preview
 
         return condition_preview(run, run.denoiser.conditions)
-
-    bench_settings = {"temporal": "init"}  # bench generate times the inflated model (untrained: same cost)
 
     def bench_rows(self, budget, train_dirs, work, seed, size):
         """``follow-your-pose (per-frame)``: the stage-1 pose encoder trained on the train split
