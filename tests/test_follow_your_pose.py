@@ -317,3 +317,13 @@ def test_temporal_attention_runs_under_gradient_checkpointing(components, unet_i
 def test_missing_temporal_weights_are_refused_before_loading(passes, tiny_dir, tmp_path):
     with pytest.raises(UserError, match="--temporal: .*nowhere: no temporal.safetensors"):
         METHOD.check_inputs(_settings(tiny_dir, temporal=str(tmp_path / "nowhere")), passes)
+
+
+def test_a_real_base_needs_a_pose_encoder(tmp_path, monkeypatch, capsys, passes):
+    from motion.cli import main
+
+    code = main(["generate", str(passes.root), "--method", "follow-your-pose", "--prompt", "x", "-o",
+                 str(tmp_path / "out")])  # the default SD 1.5 base, no --pose-encoder: refused before it loads
+    assert code == 2 and capsys.readouterr().err.strip() == (
+        "avatarcine: error: --pose-encoder: give the stage-1 pose encoder (`avatarcine train follow-your-pose-pose`) "
+        "or a T2I-Adapter hub id / folder")

@@ -46,8 +46,8 @@ def load_parts(s):
     from diffusion.loaders.sd15 import load_sd15
     from diffusion.methods.follow_your_pose.inflate import inflate, load_temporal
 
-    c = load_sd15(s.model, scheduler=s.scheduler, device=s.device, dtype=s.dtype, model_config=s.model_config)
     source = pose_encoder_source(s.model, s.pose_encoder, s.temporal)
+    c = load_sd15(s.model, scheduler=s.scheduler, device=s.device, dtype=s.dtype, model_config=s.model_config)
     c.extra["pose_encoder"] = load_adapter(source, c.device, c.dtype)
     c.sources["pose_encoder"] = source
     if s.temporal == "init":
