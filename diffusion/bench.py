@@ -29,7 +29,7 @@ def _settings(method: str, model: str, frames: int, steps: int, device: str | No
     m = get_method(method)
     names = {f["name"] for f in m.Settings.describe()}
     common = {"prompt": PROMPT, "negative_prompt": "blurry", "cfg": 5.0, "model": model, "steps": steps, "seed": 0,
-              "max_frames": frames, "device": device, **overrides}
+              "max_frames": frames, "device": device, **m.bench_settings, **overrides}
     return m, m.settings(**{k: v for k, v in common.items() if k in names})
 
 
@@ -83,6 +83,7 @@ def _measure_length(method: str, model: str, passes_dir: str, frames: int, steps
     return {"frames": frames, "best_of": repeats, "seconds": round(seconds, 3),
             "seconds_per_frame": round(seconds / frames, 4),
             "unet_evaluations": gen.record["sampling"]["unet_evaluations"],
+            **({"timings": gen.record["timings"]} if "timings" in gen.record else {}),
             "rss_before_run_mb": round(mem.start, 1), "peak_rss_mb": round(mem.peak, 1),
             "peak_increase_mb": round(mem.peak - mem.start, 1)}
 
@@ -129,8 +130,7 @@ def _measure_variants(method: str, model: str, passes_dir: str, frames: int, ste
     timed = {}
     for name, overrides in m.bench_variants().items():
         _, s = _settings(method, model, frames, steps, device, **overrides)
-        own = m.load(s) if set(overrides) & m.bench_loads else c  # a variant that loads other parts gets its own
-        timed[name] = lambda s=s, own=own: m.run(passes, s, own).record["sampling"]["unet_evaluations"]
+        timed[name] = lambda s=s: m.run(passes, s, c).record["sampling"]["unet_evaluations"]
     if method == "controlnet":
         timed["diffusers_pipeline"] = _diffusers_reference(c, passes, frames, steps)
     timings, evaluations = {name: [] for name in timed}, {}
@@ -152,7 +152,7 @@ def _measure_variants(method: str, model: str, passes_dir: str, frames: int, ste
 def run_bench(lengths: list[int], size: int = 64, steps: int = 2, model: str = "tiny",
               device: str | None = None, threads: int | None = None, method: str = "controlnet") -> dict:
     """All figures as a JSON-ready dict."""
-    from diffusion.io.synthetic_passes import write_passes
+    from diffusion.io.synthetic_passes import OPTIONAL_PASSES, PASS_NAMES, write_passes
     from diffusion.loaders.common import resolve_model
     from diffusion.registry import get_method
 
@@ -163,7 +163,8 @@ def run_bench(lengths: list[int], size: int = 64, steps: int = 2, model: str = "
     model = resolve_model(model)
     spawn = multiprocessing.get_context("spawn")
     with tempfile.TemporaryDirectory() as tmp:
-        passes_dir = str(write_passes(Path(tmp) / "passes", frames=max(max(lengths), 64), size=(size, size)))
+        passes_dir = str(write_passes(Path(tmp) / "passes", frames=max(max(lengths), 64), size=(size, size),
+                                      passes=PASS_NAMES + OPTIONAL_PASSES))
         rows = []
         for n in lengths:
             with ProcessPoolExecutor(1, mp_context=spawn) as pool:

@@ -30,6 +30,10 @@ REGISTRY = [
     Entry("dancing-avatar", "diffusion.methods.dancing_avatar",
           {"dancing-avatar-frames": "diffusion.training.recipes.dancing_avatar_frames",
            "dancing-avatar-lora": "diffusion.training.recipes.dancing_avatar_lora"}),
+    Entry("follow-your-pose", "diffusion.methods.follow_your_pose",
+          {"follow-your-pose-pose": "diffusion.training.recipes.follow_your_pose_pose",
+           "follow-your-pose-video": "diffusion.training.recipes.follow_your_pose_video"}),
+    Entry("poseanimate", "diffusion.methods.poseanimate"),
 ]
 
 

@@ -266,7 +266,8 @@ def test_fixed_background_on_the_inpainting_unet_equals_diffusers_inpaint_pipeli
     pipe._encode_vae_image = lambda image, generator: (c.vae.encode(image.contiguous()).latent_dist.mean
                                                        * c.vae.config.scaling_factor)
     for k in range(2):
-        mask = Image.fromarray((cells[k, 0].repeat_interleave(8, 0).repeat_interleave(8, 1).numpy() * 255).astype(np.uint8))
+        pixels = cells[k, 0].repeat_interleave(8, 0).repeat_interleave(8, 1).numpy()
+        mask = Image.fromarray((pixels * 255).astype(np.uint8))
         latents = pipe(PROMPT, image=Image.fromarray(plate), mask_image=mask, control_image=[pose.window(k, k + 1)],
                        controlnet_conditioning_scale=[1.0],  # the inpainting pipeline's default is 0.5
                        negative_prompt=NEGATIVE, num_inference_steps=3, guidance_scale=5.0, height=64, width=64,

@@ -5,7 +5,6 @@ sources (passes folders, image folders, videos) give the right items, the output
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import cv2
 import imageio.v2 as imageio
@@ -46,7 +45,8 @@ def _fit(recipe, config):
     dataset = trainer.setup.dataset
     batch = default_collate([dataset[i] for i in range(min(len(dataset), 4))])
     name = next(iter(trainer.setup.trainable))
-    before = _fixed_losses(recipe, trainer, batch), _state(trainer.accelerator.unwrap_model(trainer.setup.trainable[name]))
+    module = trainer.accelerator.unwrap_model(trainer.setup.trainable[name])
+    before = _fixed_losses(recipe, trainer, batch), _state(module)
     trainer.fit()
     return trainer, _fixed_losses(recipe, trainer, batch), before
 

@@ -58,7 +58,10 @@ def load_components(s: DancingAvatarSettings):
         prepare_modules(c.device, c.extra["interframe"])
         c.sources["interframe"] = s.interframe
     if s.background and s.inpaint == "unet":
-        source, sub = (base, INPAINTING) if is_tiny(base) and not s.inpaint_model else (s.inpaint_model or INPAINTING_SD15, "unet")
+        if is_tiny(base) and not s.inpaint_model:
+            source, sub = base, INPAINTING
+        else:
+            source, sub = s.inpaint_model or INPAINTING_SD15, "unet"
         c.extra["inpainting_unet"] = load_inpainting_unet(source, c.device, c.dtype, subfolder=sub)
         c.sources["inpainting_unet"] = f"{source}/{sub}"
     for unet in (c.unet, c.extra.get("inpainting_unet")):
@@ -158,7 +161,8 @@ class Plate:
         to 0, normalised and masked as diffusers' inpainting pipelines do (``image * (mask < 0.5)``)."""
         factor = c.vae_scale_factor
         keep = self.keep[start:stop].repeat_interleave(factor, -2).repeat_interleave(factor, -1)
-        image = torch.from_numpy(self.image).permute(2, 0, 1)[None].contiguous().to(c.device, torch.float32) / 255.0 * 2.0 - 1.0
+        image = torch.from_numpy(self.image).permute(2, 0, 1)[None].contiguous().to(c.device, torch.float32)
+        image = image / 255.0 * 2.0 - 1.0
         out = []
         for k in keep:
             masked = (image * k.to(torch.float32)).to(c.vae.dtype)
@@ -210,9 +214,9 @@ class DancingAvatarDenoiser(Denoiser):
         self.previous = PreviousFrame(first, s.reanchor)
         self.conditions = load_conditions(run, s.specs, c.controlnets)
         self.context, self.negative = encode_text(c, s.prompt), encode_text(c, s.negative_prompt)
-        self.module = c.extra.get("interframe")
-        if bool(s.interframe) != (self.module is not None):
-            raise ValueError("components and settings disagree on the inter-frame module (load with these settings)")
+        self.module = c.extra.get("interframe") if s.interframe else None  # loaded but off: unused
+        if s.interframe and self.module is None:
+            raise ValueError("the components have no inter-frame module (load them with these settings)")
         self.plate: Plate | None = None
         self.plate_evaluations = 0  # the samplings that made B from frame 0
         self.pose = self._denoiser(c.controlnets, self.conditions, s.specs)
@@ -308,7 +312,8 @@ class DancingAvatarDenoiser(Denoiser):
             empty = self._sample(denoiser, noise, steps_extra)
         else:
             denoiser = self._denoiser([], [], [], run=one, context=context, negative=negative)
-            empty = self._sample(denoiser, noise, steps_extra, BackgroundLock(c.scheduler, plate.clean, plate.keep, noise))
+            lock = BackgroundLock(c.scheduler, plate.clean, plate.keep, noise)
+            empty = self._sample(denoiser, noise, steps_extra, lock)
         return paste(empty[None], person, region)[0]
 
     def _sample(self, denoiser, noise, extra, lock=None) -> np.ndarray:

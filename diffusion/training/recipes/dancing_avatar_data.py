@@ -62,14 +62,18 @@ class ImageSequence:
         return np.stack(frames) if frames else np.zeros((0, self.size[1], self.size[0], 3), np.uint8)
 
     def frame(self, image: np.ndarray) -> np.ndarray:
-        return np.ascontiguousarray(Framing.cover((image.shape[1], image.shape[0]), self.size, self.multiple).image(image))
+        framing = Framing.cover((image.shape[1], image.shape[0]), self.size, self.multiple)
+        return np.ascontiguousarray(framing.image(image))
 
     def __len__(self) -> int:
         return len(self.files) if self.video is None else len(self.video)
 
     def pixels(self, k: int) -> torch.Tensor:
         """(3, H, W) in [-1, 1]."""
-        image = self.video[k] if self.video is not None else self.frame(_rgb(read_image(self.files[k], "training image")))
+        if self.video is not None:
+            image = self.video[k]
+        else:
+            image = self.frame(_rgb(read_image(self.files[k], "training image")))
         return torch.from_numpy(image).permute(2, 0, 1).float() / 127.5 - 1.0
 
 
@@ -88,7 +92,8 @@ class SequenceDataset(torch.utils.data.Dataset):
         seq = self.sequences[s]
         if not self.pairs:
             return {"pixel_values": seq.pixels(k), "caption": seq.captions[k]}
-        return {"pixel_values": seq.pixels(k + 1), "previous_pixel_values": seq.pixels(k), "caption": seq.captions[k + 1]}
+        return {"pixel_values": seq.pixels(k + 1), "previous_pixel_values": seq.pixels(k),
+                "caption": seq.captions[k + 1]}
 
 
 def split_data(paths: list[str]) -> tuple[list[str], list[Path]]:

@@ -25,7 +25,8 @@ from diffusion.loaders.schedulers import training_scheduler
 from diffusion.loaders.sd15 import load_sd15
 from diffusion.training.config import ImageTrainConfig
 from diffusion.training.datasets import common_channels, open_folders
-from diffusion.training.recipes.controlnet import TRAINING_INFO, diffusion_target, freeze, noisy_latents, text_embeddings
+from diffusion.training.recipes.controlnet import (TRAINING_INFO, diffusion_target, freeze, noisy_latents,
+                                                   text_embeddings)
 from diffusion.training.recipes.dancing_avatar_data import split_data, pair_dataset
 from diffusion.training.trainer import Recipe, Setup
 from motion.fileio import save_json
