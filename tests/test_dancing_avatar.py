@@ -19,6 +19,7 @@ from diffusion.loaders.schedulers import make_scheduler
 from diffusion.methods.dancing_avatar import METHOD
 from diffusion.methods.dancing_avatar.sampling import grow
 from diffusion.sampling.noise import initial_noise
+from motion.errors import UserError
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -288,3 +289,21 @@ def test_two_loras_act_together_each_at_its_scale(passes, components, tiny_dir, 
     assert torch.equal(run([clothes, face], [0.7, 0.0]), alone)  # a zero scale removes exactly that LoRA
     both = run([clothes, face], [0.7, 1.0])
     assert (both - alone).abs().max() > 1e-3 and (both - run([face], [1.0])).abs().max() > 1e-3
+
+
+def test_a_lora_file_in_diffusers_format_loads_too(passes, components, tiny_dir, tmp_path):
+    """A file with diffusers' keys and no avatarcine metadata (e.g. from diffusers' training scripts) goes
+    through diffusers' own loader and acts as the same LoRA with our metadata does."""
+    from safetensors.torch import load_file, save_file
+
+    ours = _lora_file(tiny_dir, tmp_path / "ours.safetensors", torch.Generator().manual_seed(3))
+    plain = tmp_path / "plain.safetensors"
+    save_file(load_file(ours), str(plain))  # the same tensors, no metadata
+    a, b = (_run(passes, METHOD.load(s), s).latents
+            for s in (_settings(tiny_dir, lora=[str(p)], max_frames=1) for p in (ours, plain)))
+    torch.testing.assert_close(a, b, rtol=0, atol=1e-6)
+    assert (a - _run(passes, components, _settings(tiny_dir, max_frames=1)).latents).abs().max() > 1e-3
+    other = tmp_path / "other.safetensors"
+    save_file({"unet.nowhere.lora_A.weight": torch.zeros(2, 3)}, str(other))
+    with pytest.raises(UserError, match="not a LoRA for this UNet"):
+        METHOD.load(_settings(tiny_dir, lora=[str(other)]))

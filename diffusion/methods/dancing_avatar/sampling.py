@@ -21,7 +21,7 @@ from diffusion.io.conditioning import Framing, load_mask
 from diffusion.loaders.common import is_tiny, load_pretrained, prepare_modules, resolve_model
 from diffusion.loaders.controlnet import CONDITION_EMBEDDING, controlnet_from_unet
 from diffusion.loaders.inpainting import INPAINTING_SD15, inpainting_input, load_inpainting_unet
-from diffusion.loaders.lora import load_lora, lora_layers
+from diffusion.loaders.lora import META_KEY, load_lora, lora_layers
 from diffusion.loaders.tiny import INPAINTING
 from diffusion.methods.dancing_avatar import NEW_MODULE, DancingAvatarSettings
 from diffusion.sampling.background import BackgroundLock, latent_keep
@@ -31,6 +31,7 @@ from diffusion.sampling.latents import decode_frames, encode_image
 from diffusion.sampling.loop import sequential_denoise, step_kwargs
 from diffusion.sampling.method import Denoiser, Run
 from diffusion.sampling.prompts import encode_text
+from motion.errors import UserError
 from render.images import read_rgb
 
 REMOVE_NEGATIVE = "person, people, human, body"  # added to the negative prompt when inpainting the person away
@@ -71,13 +72,31 @@ def load_components(s: DancingAvatarSettings):
     return c
 
 
+def _avatarcine_lora(path: str) -> bool:
+    """Whether ``path`` is a safetensors file with avatarcine's LoRA metadata (else: diffusers' loader)."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(path, framework="pt") as f:
+            return META_KEY in (f.metadata() or {})
+    except Exception:  # noqa: BLE001  (unreadable: ``load_lora`` reports it as a one-line error)
+        return True
+
+
 def apply_loras(unet: torch.nn.Module, paths: tuple[str, ...], scales: tuple[float, ...]) -> None:
-    """Load every LoRA file into ``unet`` as its own adapter, all active, each at its scale."""
+    """Load every LoRA file into ``unet`` as its own adapter, all active, each at its scale: ours
+    (``dancing-avatar-lora``) with their metadata, others (diffusers' format) with diffusers' loader."""
     names = [f"lora{k}" for k in range(len(paths))]
     with warnings.catch_warnings():  # several adapters on one model is the point here
         warnings.filterwarnings("ignore", message="Already found a `peft_config`")
         for name, path in zip(names, paths):
-            load_lora(unet, path, adapter_name=name)
+            if _avatarcine_lora(path):
+                load_lora(unet, path, adapter_name=name)
+            else:
+                try:
+                    unet.load_lora_adapter(path, prefix="unet", adapter_name=name)
+                except (OSError, ValueError, KeyError, IndexError, TypeError, RuntimeError) as exc:
+                    raise UserError(path, f"not a LoRA for this UNet ({' '.join(str(exc).split())[:200]})") from None
     for layer in lora_layers(unet):
         layer.set_adapter(names)
         for name, scale in zip(names, scales):
