@@ -226,7 +226,8 @@ def test_bad_inputs_are_one_line_errors(passes, tiny_dir, tmp_path, monkeypatch,
     base = ["generate", str(passes.root), "--method", "dancing-avatar", "--model", "tiny", "--prompt", "x",
             "--steps", "1", "-o", str(tmp_path / "out")]
     cases = [(["--background", str(broken)], f"--background: {broken}: missing or unreadable background image"),
-             (["--first-image", str(tmp_path / "none.png")], "--first-image: "),
+             (["--first-image", str(tmp_path / "none.png"), "--interframe", "unet"], "--first-image: "),
+             (["--first-image", str(broken)], "--first-image: conditions the inter-frame module"),
              (["--lora", str(tmp_path / "none.safetensors")], "--lora: "),
              (["--lora-scale", "1", "2"], "--lora-scale: give 1 or 0 values"),
              (["--inpaint", "paint"], "--inpaint: 'paint' is not one of blend, unet")]

@@ -45,6 +45,10 @@ class InterFrameSettings(Settings):
                                          "(bounds drift; 0 on the command line: never)", group="inter-frame", low=1,
                                    zero_is_none=True)
 
+    def check(self):
+        if self.first_image and not self.interframe:
+            raise UserError("--first-image", "conditions the inter-frame module: give --interframe too")
+
 
 @dataclass
 class AppearanceSettings(Settings):
