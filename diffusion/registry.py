@@ -27,6 +27,7 @@ class Entry:
 
 REGISTRY = [
     Entry("controlnet", "diffusion.methods.controlnet", {"controlnet": "diffusion.training.recipes.controlnet"}),
+    Entry("amg", "diffusion.methods.amg", {"amg": "diffusion.training.recipes.amg"}),
 ]
 
 
