@@ -17,6 +17,7 @@ from diffusion.io.synthetic_passes import write_passes
 from diffusion.methods.amg import model as amg
 from diffusion.training.recipes.amg import RECIPE, AMGTrainConfig
 from diffusion.training.trainer import Trainer, train
+from motion.errors import UserError
 from test_amg import add_avatar
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -111,3 +112,41 @@ def test_cli_trains_then_generates_with_the_adapter(tiny_dir, clip, tmp_path, mo
                             "--condition", "normal", "--prompt", "a person", "-o", str(tmp_path / "bad")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "'avatar' pass" in err[0] and "'normal' pass" in err[0]
+
+
+def _write_video(path, frames, fps):
+    import imageio.v2 as imageio
+
+    with imageio.get_writer(path, fps=fps, codec="libx264", pixelformat="yuv420p", macro_block_size=1,
+                            quality=10) as writer:
+        for frame in frames:
+            writer.append_data(frame)
+    return path
+
+
+def test_a_users_video_file_is_the_target_of_its_passes_folder(tiny_dir, clip, tmp_path):
+    from diffusion.io.passes import PassesFolder
+
+    folder = PassesFolder.open(clip)
+    rgb = [np.round(folder.read("rgb", i) * 255).astype(np.uint8) for i in folder.indices]
+    # the video at twice the passes' frame rate: passes frame k (time k / 8 s) is video frame 2k
+    doubled = [frame for image in rgb for frame in (image, 255 - image)]
+    video = _write_video(tmp_path / "me.mp4", doubled, fps=2 * folder.fps)
+    config = tmp_path / "train.yaml"
+    config.write_text(yaml.safe_dump({"data": [str(clip)], "videos": {str(clip): "me.mp4"}, "model": str(tiny_dir),
+                                      "output": "out", "resolution": 64, "frames": 4, "steps": 1}))
+    loaded = RECIPE.load_config(config)
+    assert loaded.videos == {str(clip): str(video)}
+    setup = RECIPE.setup(loaded, torch.device("cpu"), torch.float32)
+    got = setup.dataset[0]["pixel_values"].numpy()                      # (4, 3, H, W) in [-1, 1]
+    expected = np.stack([im.transpose(2, 0, 1) for im in rgb[:4]]) / 127.5 - 1
+    inverted = np.stack([(255 - im).transpose(2, 0, 1) for im in rgb[:4]]) / 127.5 - 1
+    assert np.abs(got - expected).mean() < 0.05                          # H.264 at high quality
+    assert np.abs(got - inverted).mean() > 0.5                           # the odd frames are not taken
+    short = _write_video(tmp_path / "short.mp4", doubled[:3], fps=2 * folder.fps)
+    with pytest.raises(UserError, match="ends after 3 frames .* run to 0.62 s"):
+        RECIPE.setup(loaded.model_copy(update={"videos": {str(clip): str(short)}}), torch.device("cpu"),
+                     torch.float32)
+    with pytest.raises(UserError, match="videos: .* is not one of the data folders"):
+        RECIPE.setup(loaded.model_copy(update={"videos": {str(tmp_path): str(short)}}), torch.device("cpu"),
+                     torch.float32)

@@ -103,5 +103,33 @@ class AMGMethod(Method):
         frames = run.denoiser.frames
         return np.stack([frames.preview(i) for i in range(len(run.indices))])
 
+    def bench_rows(self, budget, train_dirs, work, seed, size):
+        """``amg (modelscope)`` and ``amg (animatediff)``: an adapter per base trained on the train split
+        (``budget.steps`` steps at the budget's batch and learning rate, clips of up to 16 frames) on the
+        avatar pass, or on ``mesh`` where the dataset has none, then generated with the budget's sampling
+        (tiny budget model: the tiny ModelScope and AnimateDiff parts)."""
+        from diffusion.benchmark.harness import method_row, train_timed
+        from diffusion.io.passes import PassesFolder
+        from diffusion.methods.amg.model import ADAPTER_FILE, base_model
+        from diffusion.training.recipes.amg import RECIPE, AMGTrainConfig
+
+        folders = [PassesFolder.open(d) for d in train_dirs]
+        condition = "avatar" if all("avatar" in f.meta["passes"] for f in folders) else "mesh"
+        frames = min(16, *(len(f.indices) for f in folders))
+        rows = []
+        for base in BASES:
+            model = base_model(base, budget.model if budget.model == "tiny" or base == "animatediff" else None)
+            config = AMGTrainConfig(
+                data=[str(d) for d in train_dirs], base=base, model=model, condition=condition, prompt=budget.prompt,
+                resolution=size, frames=frames, steps=budget.steps, batch_size=budget.batch_size,
+                learning_rate=budget.learning_rate, lr_scheduler="constant", warmup_steps=0, seed=seed,
+                output=str(work / base), checkpoint_every=budget.steps, checkpoints_total_limit=1)
+            trainer, seconds = train_timed(RECIPE, config)
+            settings = self.settings(prompt=budget.prompt, base=base, model=model, condition=condition,
+                                     lora=str(trainer.final / ADAPTER_FILE), steps=budget.sample_steps, cfg=budget.cfg,
+                                     seed=seed, width=size, height=size, device=budget.device)
+            rows.append(method_row(self, f"amg ({base}, {condition})", settings, seconds))
+        return rows
+
 
 METHOD = AMGMethod()
