@@ -7,13 +7,12 @@ from __future__ import annotations
 
 import json
 
-import numpy as np
 import pytest
 import torch
 
 from _diffusion_util import one_thread, tiny_dir  # noqa: F401  (fixtures)
 from diffusion.io.passes import PassesFolder
-from diffusion.io.synthetic_passes import write_passes
+from diffusion.io.synthetic_passes import ALL_PASSES, write_passes
 from diffusion.loaders.lora import lora_layers, lora_parameters
 from diffusion.methods.amg import METHOD
 from diffusion.methods.amg import model as amg
@@ -23,20 +22,9 @@ pytestmark = [pytest.mark.usefixtures("one_thread"), pytest.mark.filterwarnings(
 BASES = ("modelscope", "animatediff")
 
 
-def add_avatar(root):
-    """Give a synthetic passes folder an ``avatar`` pass (its normal pass: a coloured body on black)."""
-    import shutil
-
-    meta = json.loads((root / "meta.json").read_text())
-    shutil.copytree(root / "normal", root / "avatar")
-    meta["passes"]["avatar"] = {**meta["passes"]["normal"], "dir": "avatar", "kind": "image"}
-    (root / "meta.json").write_text(json.dumps(meta))
-    return root
-
-
 @pytest.fixture(scope="module")
 def clip(tmp_path_factory):
-    return add_avatar(write_passes(tmp_path_factory.mktemp("amg") / "clip", frames=4))
+    return write_passes(tmp_path_factory.mktemp("amg") / "clip", frames=4, passes=ALL_PASSES)
 
 
 def _base(tiny_dir, base):
@@ -236,6 +224,13 @@ def test_generate_cli_with_an_adapter_and_a_caption_from_meta(tiny_dir, clip, tm
     err = capsys.readouterr().err.strip()
     assert code == 2 and len(err.splitlines()) == 1 and "base modelscope" in err and "base animatediff" in err
     assert not (tmp_path / "bad").exists()
+
+
+def test_animatediff_windows_longer_than_the_motion_adapter_are_refused(tiny_dir, tmp_path):
+    clip = write_passes(tmp_path / "long", frames=33, size=(16, 16), passes=("avatar",))
+    settings = METHOD.settings(prompt="x", model=str(tiny_dir), base="animatediff", window=None, steps=1)
+    with pytest.raises(UserError, match="--window: 33 frames in one window; the motion adapter takes at most 32"):
+        METHOD.run(PassesFolder.open(clip), settings, METHOD.load(settings))
 
 
 def test_settings_defaults_follow_the_authors():

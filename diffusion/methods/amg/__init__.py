@@ -86,6 +86,11 @@ class AMGMethod(Method):
         from diffusion.sampling.prompts import encode_text
 
         s, c = run.settings, run.components
+        limit = c.unet.config.get("motion_max_seq_length") if s.base == "animatediff" else None
+        longest = max(b - a for a, b in self.spans(run))
+        if limit and longest > limit:
+            raise UserError("--window", f"{longest} frames in one window; the motion adapter takes at most {limit} "
+                                        f"(use --window {limit} or less)")
         prompt = prompt_of(s, run.passes)
         frames = avatar_condition(run, s.condition)
         run.record["amg"] = {"prompt": prompt, "condition": frames.passes[0], "base": s.base}

@@ -3,9 +3,10 @@
 Data: passes folders holding the avatar pass (the condition) and the video to learn: our ``rgb``
 render (``target``) for synthetic identities, or a user's video file (``videos``: folder -> file) for
 passes rendered from the motion and camera fitted to it; a passes frame takes the video frame at its
-``time``. Items are ``frames``-frame clips taken every ``stride`` frames (``ClipDataset``). The base (ModelScope T2V or AnimateDiff) is frozen; conv_in is widened to
-[noisy latent, avatar latent] and LoRA is injected (``diffusion.methods.amg.model``), and only those
-train. Loss: MSE to the noise (eps-prediction, DDPM forward noising, one timestep per clip), as the
+``time``. Items are ``frames``-frame clips taken every ``stride`` frames (``ClipDataset``).
+
+The base (ModelScope T2V or AnimateDiff) is frozen; conv_in is widened to [noisy latent, avatar
+latent] and LoRA is injected (``diffusion.methods.amg.model``), and only those train. Loss: MSE to the noise (eps-prediction, DDPM forward noising, one timestep per clip), as the
 authors'. Defaults follow them: lr 1e-6, AdamW without weight decay, 10 warmup steps, 16 frames,
 256 px. No caption dropout (the authors have none; guidance uses the empty prompt's embedding).
 
