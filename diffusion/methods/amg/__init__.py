@@ -18,7 +18,7 @@ import warnings
 from dataclasses import dataclass
 
 from diffusion.sampling.method import Method, Run
-from diffusion.sampling.settings import (DeviceSettings, FramingSettings, OutputSettings, SamplingSettings,
+from diffusion.sampling.settings import (DeviceSettings, FramingSettings, OutputSettings, SamplingSettings, Settings,
                                          TemporalSettings, TextSettings, override, setting)
 from motion.errors import UserError
 
@@ -27,10 +27,7 @@ ANIMATEDIFF_ADAPTER = "guoyww/animatediff-motion-adapter-v1-5-3"   # diffusion.l
 
 
 @dataclass
-class AMGSettings(OutputSettings, DeviceSettings, FramingSettings, SamplingSettings, TextSettings):
-    """Prompt, video base + AMG adapter, avatar pass, sampling, framing, windows, device, output."""
-
-    cfg: float = override(SamplingSettings, "cfg", 3.0)
+class AMGModelSettings(Settings):
     base: str = setting("modelscope", "video base: modelscope (ModelScope T2V UNet3D, the paper's) or animatediff "
                                       "(SD 1.5 + MotionAdapter)", group="model", choices=BASES)
     model: str | None = setting(None, "base model: hub id, folder, or tiny (default: ali-vilab/text-to-video-ms-1.7b "
@@ -41,11 +38,25 @@ class AMGSettings(OutputSettings, DeviceSettings, FramingSettings, SamplingSetti
                                      "it the avatar is ignored", group="model")
     condition: str = setting("avatar", "pass whose VAE latent conditions the video (avatar; mesh works once "
                                        "trained on it)", group="condition")
+
+
+@dataclass
+class AMGWindowSettings(Settings):
+    """The temporal group's windows (its frame-attention modes are for image UNets; a video UNet has its own)."""
+
     window: int | None = override(TemporalSettings, "window", 16)
     overlap: int = override(TemporalSettings, "overlap", 4)
 
     def check(self):
         TemporalSettings.check(self)
+
+
+@dataclass
+class AMGSettings(OutputSettings, DeviceSettings, AMGWindowSettings, FramingSettings, SamplingSettings,
+                  AMGModelSettings, TextSettings):
+    """Prompt, video base + AMG adapter + avatar pass, sampling, framing, windows, device, output."""
+
+    cfg: float = override(SamplingSettings, "cfg", 3.0)
 
 
 def prompt_of(s: AMGSettings, passes) -> str:
