@@ -79,7 +79,7 @@ class AMGMethod(Method):
             check_adapter(s.lora, s.base, s.model, s.condition)
 
     def load(self, s: AMGSettings):
-        from diffusion.methods.amg.model import amg_unet, apply_adapter, load_base
+        from diffusion.methods.amg.model import apply_adapter, expand_conv_in, load_base
 
         c = load_base(s.base, s.model, s.motion_adapter, scheduler=s.scheduler, device=s.device, dtype=s.dtype)
         if s.lora:
@@ -88,7 +88,7 @@ class AMGMethod(Method):
         else:
             warnings.warn("amg without --lora: the avatar input is zero-initialised, so the base model ignores "
                           "the avatar (train an adapter with `avatarcine train amg`)", stacklevel=2)
-            amg_unet(c.unet)
+            expand_conv_in(c.unet)
         c.unet.eval().requires_grad_(False)   # the new conv and LoRA are made on the base's device and dtype
         return c
 
