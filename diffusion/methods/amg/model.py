@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 
 from diffusion.loaders.common import Components, is_tiny, resolve_model
-from diffusion.loaders.lora import add_lora, lora_parameters, read_lora, save_lora
+from diffusion.loaders.lora import add_lora, lora_layers, lora_parameters, read_lora, save_lora
 from diffusion.loaders.schedulers import make_scheduler
 from diffusion.loaders.video_unet import ANIMATEDIFF_ADAPTER, MODELSCOPE_T2V
 from diffusion.sampling.settings import SD15
@@ -105,7 +105,7 @@ def save_adapter(unet: torch.nn.Module, path: str | Path, info: dict) -> Path:
     missing = {"base", "model", "pass"} - set(info)
     if missing:
         raise ValueError(f"adapter metadata needs {sorted(missing)}")
-    layer = next(m for m in unet.modules() if hasattr(m, "lora_A"))
+    layer = lora_layers(unet)[0]
     metadata = {"method": "amg", "rank": layer.r["default"], "alpha": layer.lora_alpha["default"],
                 "targets": list(TARGETS), "in_channels": unet.conv_in.in_channels, **info}
     conv = dict(zip(CONV_KEYS, (unet.conv_in.weight, unet.conv_in.bias)))
