@@ -284,7 +284,7 @@ def _assemble_meta(out: Path, clip: _Clip, enc: dict, groups: dict) -> Path:
                       joint_names={asset.skeleton: list(asset.joint_names) for _, asset, _ in clip.actors},
                       actors=[{"name": n, "body": a.body, "skeleton": a.skeleton, "instance_id": i + 1}
                               for i, (n, a, _) in enumerate(clip.actors)],
-                      keypoint_names=names, warnings=clip.warnings)
+                      keypoint_names=names, warnings=clip.warnings, caption=clip.scene.get("caption"))
     path = out / meta_mod.META
     with contextlib.suppress(OSError, ValueError):
         if json.loads(path.read_text()) == json.loads(json.dumps(meta_mod.jsonable(meta))):

@@ -1,4 +1,5 @@
-"""The ``avatar`` pass (AMG's condition): the rgb render's lit, textured body composited on black."""
+"""The ``avatar`` pass (AMG's condition): the rgb render's lit, textured body composited on black; a
+scene's ``caption`` lands in meta.json (AMG's prompt when none is given)."""
 
 import os
 
@@ -26,9 +27,10 @@ def test_avatar_is_black_outside_the_body_and_the_rgb_render_inside(tmp_path):
     asset = tube_avatar(radius=0.12)
     scene = {"fps": 30, "resolution": [32, 32], "actors": [write_actor(tmp_path, "a", asset, asset.rest_motion(1))],
              "camera": {"type": "static", "elevation_deg": 5}, "passes": ["avatar", "rgb", "mask"],
-             "engine": {"rgb_samples": 4}}
+             "engine": {"rgb_samples": 4}, "caption": "a person standing on a beach"}
     out = render_scene(scene, tmp_path / "out", base_dir=tmp_path, previews=False)
-    assert read_meta(out)["passes"]["avatar"]["kind"] == "image"
+    meta = read_meta(out)
+    assert meta["passes"]["avatar"]["kind"] == "image" and meta["caption"] == "a person standing on a beach"
     avatar = _read(out / "avatar" / "000000.png").astype(int)
     rgb = _read(out / "rgb" / "000000.png").astype(int)
     mask = _read(out / "mask" / "000000.png") > 0
@@ -43,3 +45,14 @@ def test_avatar_is_black_outside_the_body_and_the_rgb_render_inside(tmp_path):
     # background around the body and may move interior pixels by a level or two, hence the 2.
     diff = np.abs(avatar[inner] - rgb[inner])
     assert diff.max() <= 2, diff.max()
+
+
+def test_scene_caption_must_be_text():
+    from motion.errors import UserError
+    from render.scene_config import validate_scene
+
+    scene = {"actors": [{"name": "a", "motion": "m.npz"}]}
+    assert "caption" not in validate_scene(scene)                     # scenes without one are unchanged
+    assert validate_scene({**scene, "caption": "two people"})["caption"] == "two people"
+    with pytest.raises(UserError, match="caption: must be a non-empty text"):
+        validate_scene({**scene, "caption": 3})
