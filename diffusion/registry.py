@@ -27,6 +27,9 @@ class Entry:
 
 REGISTRY = [
     Entry("controlnet", "diffusion.methods.controlnet", {"controlnet": "diffusion.training.recipes.controlnet"}),
+    Entry("follow-your-pose", "diffusion.methods.follow_your_pose",
+          {"follow-your-pose-pose": "diffusion.training.recipes.follow_your_pose_pose",
+           "follow-your-pose-video": "diffusion.training.recipes.follow_your_pose_video"}),
     Entry("amg", "diffusion.methods.amg", {"amg": "diffusion.training.recipes.amg"}),
 ]
 

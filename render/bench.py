@@ -48,8 +48,12 @@ def _time_frames(scene, frames, tmp: Path) -> tuple[float, dict]:
     return time.perf_counter() - start, last
 
 
-def run_benchmark(resolution: int, n_frames: int, avatar_path: str | None, output: str | None) -> dict:
+def run_benchmark(resolution: int, n_frames: int, avatar_path: str | None, output: str | None,
+                  verbose: bool = False) -> dict:
+    """Time both ways; Blender's own output goes to ``logs/blender.log`` beside ``output`` (or the
+    working folder) unless ``verbose``."""
     from motion.asset import AvatarAsset
+    from render.blender_log import LOG, blender_output_to
     from render.api import _Clip
     from render.stage import build_stage
     from render.engines import FLAT_LAYER
@@ -70,9 +74,11 @@ def run_benchmark(resolution: int, n_frames: int, avatar_path: str | None, outpu
         stage = build_stage(clip.actors, clip.camera, clip.frames, clip.fps, resolution, resolution, clip.floor)
         for obj in stage.rgb_only:
             obj.hide_render = True
-        ours, ours_ch = _time_frames(stage.scene, clip.frames, tmp / "ours.exr")
-        _peer_layers(stage.scene)
-        peer, peer_ch = _time_frames(stage.scene, clip.frames, tmp / "peer.exr")
+        log = None if verbose else (Path(output).parent if output else Path.cwd()) / LOG
+        with blender_output_to(log):
+            ours, ours_ch = _time_frames(stage.scene, clip.frames, tmp / "ours.exr")
+            _peer_layers(stage.scene)
+            peer, peer_ch = _time_frames(stage.scene, clip.frames, tmp / "peer.exr")
     same = all(np.array_equal(ours_ch[f"{FLAT_LAYER}.{k}"], peer_ch[f"{g}.{k}"]) for g, k in
                (("depth", "Depth.Z"), ("mask", "Object Index.X"), ("semantic", "semantic.R")))
     result = {"resolution": resolution, "frames": n_frames, "vertices": int(len(asset.rest_vertices)),

@@ -99,6 +99,7 @@ def register_bench(bench_sub: argparse._SubParsersAction) -> None:
     p.add_argument("--frames", type=number_arg(minimum=2, maximum=1000, integer=True), default=8)
     p.add_argument("--avatar", help="baked avatar .npz (default: Anny, baked now)")
     p.add_argument("-o", "--output", help="write the figures as JSON here")
+    p.add_argument("--verbose", action="store_true", help="show Blender's own output (default: logs/blender.log)")
     p.set_defaults(func=cmd_bench)
 
 
@@ -108,5 +109,5 @@ def cmd_bench(args) -> int:
 
     if args.output:
         check_writable(args.output, force=True, suffixes=(".json",))
-    run_benchmark(args.resolution, args.frames, args.avatar, args.output)
+    run_benchmark(args.resolution, args.frames, args.avatar, args.output, args.verbose)
     return 0

@@ -69,3 +69,17 @@ def test_render_keeps_saved_lines_in_the_log_and_shows_them_with_verbose(tmp_pat
     loud = render("loud", "--verbose")
     assert loud.stdout.count("Saved:") + loud.stderr.count("Saved:") == 3
     assert not (tmp_path / "loud" / "logs").exists()
+
+
+def test_bench_render_keeps_blender_output_in_the_log(tmp_path):
+    pytest.importorskip("bpy")
+    avatar = tmp_path / "tube.npz"
+    tube_avatar().save(avatar)
+    out = tmp_path / "bench" / "render.json"
+    run = subprocess.run([sys.executable, "-m", "motion.cli", "bench", "render", "--resolution", "24", "--frames", "2",
+                          "--avatar", str(avatar), "-o", str(out)], cwd=REPO, capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert "Saved:" not in run.stdout + run.stderr
+    assert json.loads(out.read_text())["identical_passes"] is True          # our figures still printed
+    assert json.loads(run.stdout)["frames"] == 2
+    assert (tmp_path / "bench" / "logs" / "blender.log").read_text().count("Saved:") == 4   # 2 frames x 2 ways

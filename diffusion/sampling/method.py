@@ -109,6 +109,11 @@ class Method(ABC):
             return window_spans(n, s.window, s.overlap if s.window else 0)
         return [(0, n)]
 
+    def weighting(self, run: Run) -> str:
+        """How overlapping windows' predictions combine (``diffusion.sampling.windows``): the temporal
+        settings' ``weighting``, else uniform."""
+        return run.settings.weighting if isinstance(run.settings, TemporalSettings) else "uniform"
+
     def initial_latents(self, run: Run, noise: torch.Tensor) -> torch.Tensor:
         """The latents sampling starts from (e.g. an inverted source image instead of noise)."""
         return noise * run.components.scheduler.init_noise_sigma
@@ -128,6 +133,10 @@ class Method(ABC):
         from diffusion.sampling.run import generate
 
         return generate(self, passes, settings, components)
+
+    # Settings overrides of every ``avatarcine bench generate`` run (e.g. a part only training makes,
+    # in its untrained form: same computation).
+    bench_settings: dict = {}
 
     def bench_variants(self) -> dict[str, dict]:
         """Settings overrides ``avatarcine bench generate`` times side by side (first = the reference)."""

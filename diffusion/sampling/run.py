@@ -66,8 +66,8 @@ def _sample(run: Run, noise: torch.Tensor, lock: BackgroundLock | None = None) -
             latents = sequential_denoise(latents, c.scheduler, timesteps, run.denoiser, spans, extra_step=extra,
                                          after_step=lock, after_window=lambda a, b, z: method.after_window(run, a, b, z))
         else:
-            weighting = s.weighting if isinstance(s, TemporalSettings) else "uniform"
-            latents = overlapped_denoise(latents, c.scheduler, timesteps, run.denoiser, spans, weighting=weighting,
+            latents = overlapped_denoise(latents, c.scheduler, timesteps, run.denoiser, spans,
+                                         weighting=method.weighting(run),
                                          extra_step=extra, after_step=lock)
     run.framed.clear()
     return latents, {"timesteps": [int(t) for t in timesteps], "windows": spans}
