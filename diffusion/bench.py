@@ -151,7 +151,7 @@ def _measure_variants(method: str, model: str, passes_dir: str, frames: int, ste
 def run_bench(lengths: list[int], size: int = 64, steps: int = 2, model: str = "tiny",
               device: str | None = None, threads: int | None = None, method: str = "controlnet") -> dict:
     """All figures as a JSON-ready dict."""
-    from diffusion.io.synthetic_passes import ALL_PASSES, write_passes
+    from diffusion.io.synthetic_passes import write_passes
     from diffusion.loaders.common import resolve_model
     from diffusion.registry import get_method
 
@@ -162,8 +162,7 @@ def run_bench(lengths: list[int], size: int = 64, steps: int = 2, model: str = "
     model = resolve_model(model)
     spawn = multiprocessing.get_context("spawn")
     with tempfile.TemporaryDirectory() as tmp:
-        passes_dir = str(write_passes(Path(tmp) / "passes", frames=max(max(lengths), 64), size=(size, size),
-                                      passes=ALL_PASSES))
+        passes_dir = str(write_passes(Path(tmp) / "passes", frames=max(max(lengths), 64), size=(size, size)))
         rows = []
         for n in lengths:
             with ProcessPoolExecutor(1, mp_context=spawn) as pool:
