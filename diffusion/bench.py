@@ -83,6 +83,7 @@ def _measure_length(method: str, model: str, passes_dir: str, frames: int, steps
     return {"frames": frames, "best_of": repeats, "seconds": round(seconds, 3),
             "seconds_per_frame": round(seconds / frames, 4),
             "unet_evaluations": gen.record["sampling"]["unet_evaluations"],
+            **({"timings": gen.record["timings"]} if "timings" in gen.record else {}),
             "rss_before_run_mb": round(mem.start, 1), "peak_rss_mb": round(mem.peak, 1),
             "peak_increase_mb": round(mem.peak - mem.start, 1)}
 
@@ -151,7 +152,7 @@ def _measure_variants(method: str, model: str, passes_dir: str, frames: int, ste
 def run_bench(lengths: list[int], size: int = 64, steps: int = 2, model: str = "tiny",
               device: str | None = None, threads: int | None = None, method: str = "controlnet") -> dict:
     """All figures as a JSON-ready dict."""
-    from diffusion.io.synthetic_passes import write_passes
+    from diffusion.io.synthetic_passes import OPTIONAL_PASSES, PASS_NAMES, write_passes
     from diffusion.loaders.common import resolve_model
     from diffusion.registry import get_method
 
@@ -162,7 +163,8 @@ def run_bench(lengths: list[int], size: int = 64, steps: int = 2, model: str = "
     model = resolve_model(model)
     spawn = multiprocessing.get_context("spawn")
     with tempfile.TemporaryDirectory() as tmp:
-        passes_dir = str(write_passes(Path(tmp) / "passes", frames=max(max(lengths), 64), size=(size, size)))
+        passes_dir = str(write_passes(Path(tmp) / "passes", frames=max(max(lengths), 64), size=(size, size),
+                                      passes=PASS_NAMES + OPTIONAL_PASSES))
         rows = []
         for n in lengths:
             with ProcessPoolExecutor(1, mp_context=spawn) as pool:

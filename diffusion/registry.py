@@ -30,6 +30,7 @@ REGISTRY = [
     Entry("follow-your-pose", "diffusion.methods.follow_your_pose",
           {"follow-your-pose-pose": "diffusion.training.recipes.follow_your_pose_pose",
            "follow-your-pose-video": "diffusion.training.recipes.follow_your_pose_video"}),
+    Entry("poseanimate", "diffusion.methods.poseanimate"),
     Entry("amg", "diffusion.methods.amg", {"amg": "diffusion.training.recipes.amg"}),
 ]
 

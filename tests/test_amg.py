@@ -12,19 +12,20 @@ import torch
 
 from _diffusion_util import one_thread, tiny_dir  # noqa: F401  (fixtures)
 from diffusion.io.passes import PassesFolder
-from diffusion.io.synthetic_passes import ALL_PASSES, write_passes
+from diffusion.io.synthetic_passes import PASS_NAMES, write_passes
 from diffusion.loaders.lora import lora_layers, lora_parameters
 from diffusion.methods.amg import METHOD
 from diffusion.methods.amg import model as amg
 from motion.errors import UserError
 
+AVATAR_CLIP = PASS_NAMES + ("avatar",)   # the synthetic figure with an avatar pass
 pytestmark = [pytest.mark.usefixtures("one_thread"), pytest.mark.filterwarnings("ignore:amg without --lora")]
 BASES = ("modelscope", "animatediff")
 
 
 @pytest.fixture(scope="module")
 def clip(tmp_path_factory):
-    return write_passes(tmp_path_factory.mktemp("amg") / "clip", frames=4, passes=ALL_PASSES)
+    return write_passes(tmp_path_factory.mktemp("amg") / "clip", frames=4, passes=AVATAR_CLIP)
 
 
 def _base(tiny_dir, base):

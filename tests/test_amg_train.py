@@ -13,18 +13,19 @@ import yaml
 from torch.utils.data import default_collate
 
 from _diffusion_util import add_rgb, one_thread, tiny_dir  # noqa: F401  (fixtures)
-from diffusion.io.synthetic_passes import ALL_PASSES, write_passes
+from diffusion.io.synthetic_passes import PASS_NAMES, write_passes
 from diffusion.methods.amg import model as amg
 from diffusion.training.recipes.amg import RECIPE, AMGTrainConfig
 from diffusion.training.trainer import Trainer, train
 from motion.errors import UserError
 
+AVATAR_CLIP = PASS_NAMES + ("avatar",)   # the synthetic figure with an avatar pass
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
 def clip(tmp_path_factory):
-    return add_rgb(write_passes(tmp_path_factory.mktemp("train") / "clip", frames=6, passes=ALL_PASSES))
+    return add_rgb(write_passes(tmp_path_factory.mktemp("train") / "clip", frames=6, passes=AVATAR_CLIP))
 
 
 def _config(tiny_dir, clip, output, **kw) -> AMGTrainConfig:
