@@ -68,8 +68,6 @@ class AMGMethod(Method):
     name = "amg"
     summary = "AMG: video UNet (ModelScope T2V / AnimateDiff) + avatar render latent on channels + LoRA"
     Settings = AMGSettings
-    # bench generate's synthetic clip has no avatar render; its normal pass (a coloured body on black) costs the same
-    bench_settings = {"condition": "normal"}
 
     def check_inputs(self, s: AMGSettings, passes) -> None:
         if not prompt_of(s, passes):
