@@ -27,6 +27,9 @@ class Entry:
 
 REGISTRY = [
     Entry("controlnet", "diffusion.methods.controlnet", {"controlnet": "diffusion.training.recipes.controlnet"}),
+    Entry("make-your-anchor", "diffusion.methods.make_your_anchor",
+          {"make-your-anchor": "diffusion.training.recipes.make_your_anchor",
+           "make-your-anchor-face": "diffusion.training.recipes.make_your_anchor_face"}),
 ]
 
 
