@@ -53,19 +53,15 @@ class VideoPair(BaseModel):
     video: str
 
 
-class MakeYourAnchorTrainConfig(ImageTrainConfig):
-    """``avatarcine train make-your-anchor`` (see the README for an example)."""
+class AnchorTrainConfig(ImageTrainConfig):
+    """What the body and face recipes share: data, condition passes, image tokens, trainable mode."""
 
     PATHS: ClassVar[dict[str, str | None]] = {"output": None, "model": "tiny"}
     RESUME_FIXED: ClassVar[tuple[str, ...]] = ImageTrainConfig.RESUME_FIXED + (
-        "passes", "stage", "mode", "lora_rank", "controlnet", "reference_dropout", "uncond")
+        "passes", "mode", "lora_rank", "controlnet", "reference_dropout", "uncond")
 
     data: list[str | VideoPair] = Field(min_length=1, description="passes folders with rgb, or {passes, video}")
-    model: str = Field("stable-diffusion-v1-5/stable-diffusion-v1-5",
-                       description="base SD 1.5 (stage 1) or a Make-Your-Anchor folder (e.g. the stage-1 output)")
     passes: list[str] = Field(["mesh"], min_length=1, description="condition passes stacked on channels")
-    stage: Literal[1, 2] = Field(2, description="1: background masked out with the mask pass; 2: as rendered")
-    mask_pass: str = "mask"
     controlnet: Literal["auto", "unet"] = Field("auto", description="auto: the model's controlnet/ if any, "
                                                                     "else from the UNet; unet: from the UNet")
     image_encoder: str | None = Field(None, description="CLIP vision model (default: the model's, else ViT-B/32)")
@@ -73,6 +69,17 @@ class MakeYourAnchorTrainConfig(ImageTrainConfig):
     lora_rank: int = Field(8, ge=1)
     reference_dropout: float = Field(0.0, ge=0, le=1, description="probability of training the unconditional branch")
     uncond: Literal["empty-text", "zeros"] = "empty-text"
+
+
+class MakeYourAnchorTrainConfig(AnchorTrainConfig):
+    """``avatarcine train make-your-anchor`` (see the README for an example)."""
+
+    RESUME_FIXED: ClassVar[tuple[str, ...]] = AnchorTrainConfig.RESUME_FIXED + ("stage", "mask_pass")
+
+    model: str = Field("stable-diffusion-v1-5/stable-diffusion-v1-5",
+                       description="base SD 1.5 (stage 1) or a Make-Your-Anchor folder (e.g. the stage-1 output)")
+    stage: Literal[1, 2] = Field(2, description="1: background masked out with the mask pass; 2: as rendered")
+    mask_pass: str = "mask"
     validation_frames: int = Field(2, ge=1)
     validation_steps: int = Field(10, ge=1)
 
@@ -127,7 +134,9 @@ class AnchorDataset(FrameDataset):
         return item
 
 
-def open_data(config: MakeYourAnchorTrainConfig) -> tuple[list[PassesFolder], dict[int, np.ndarray]]:
+def open_data(config: AnchorTrainConfig, mask_pass: str | None = None) -> tuple[list[PassesFolder], dict[int, np.ndarray]]:
+    """The data's passes folders (each with the condition passes, and ``mask_pass`` if given) and the
+    frames of the video-file pairs by folder position."""
     folders, videos = [], {}
     for entry in config.data:
         if isinstance(entry, str):
@@ -140,10 +149,62 @@ def open_data(config: MakeYourAnchorTrainConfig) -> tuple[list[PassesFolder], di
             folder.resolve(name)
         videos[len(folders)] = read_video(entry.video, folder)
         folders.append(folder)
-    if config.stage == 1:
+    if mask_pass:
         for folder in folders:
-            folder.resolve(config.mask_pass)
+            folder.resolve(mask_pass)
     return folders, videos
+
+
+def load_models(config: AnchorTrainConfig, folder: str, device: torch.device, channels: int,
+                controlnet_unet=None):
+    """fp32 parts of ``folder`` with ``controlnets=[ControlNet]``: the folder's ``controlnet/`` (``controlnet:
+    auto``), else a new one copying ``controlnet_unet`` (default: the folder's UNet), seeded."""
+    from diffusion.loaders.image_encoder import CLIP_B32, load_image_encoder
+    from diffusion.loaders.sd15 import load_sd15
+
+    if (Path(folder) / "controlnet").is_dir() and config.controlnet == "auto":
+        c = load_parts(folder, controlnet=None, image_encoder=config.image_encoder, scheduler="ddim",
+                       device=str(device), dtype="fp32")
+    else:
+        c = load_sd15(folder, device=str(device), dtype="fp32")
+        source = config.image_encoder or (folder if (Path(folder) / "image_encoder").is_dir() else CLIP_B32)
+        encoder, processor = load_image_encoder(source, c.device, torch.float32)
+        c.extra.update(image_encoder=encoder, processor=processor)
+        c.controlnets = [controlnet_from_unet(controlnet_unet or c.unet, channels, seed=config.seed).to(c.device)]
+        c.sources.update(image_encoder=source, controlnet="from_unet")
+    net = c.controlnets[0]
+    if net.config.conditioning_channels != channels:
+        raise UserError("passes", f"{'+'.join(config.passes)} give {channels} channels but the model's ControlNet "
+                                  f"takes {net.config.conditioning_channels}")
+    return c
+
+
+def make_trainable(config: AnchorTrainConfig, weight_dtype: torch.dtype, c, unet, controlnet) -> None:
+    """Frozen VAE / text encoder / vision tower in ``weight_dtype``; UNet + ControlNet trainable in fp32
+    (full), or frozen in ``weight_dtype`` with fp32 LoRA on their attention projections (lora)."""
+    freeze(weight_dtype, c.vae, c.text_encoder, c.extra["image_encoder"])
+    if config.mode == "full":
+        for m in (unet, controlnet):
+            m.train().requires_grad_(True)
+    else:
+        from diffusion.loaders.lora import add_lora, lora_parameters
+
+        for k, m in enumerate((unet, controlnet)):
+            freeze(weight_dtype, m)
+            with torch.random.fork_rng(devices=[]):  # LoRA A is drawn from the global RNG: seed it
+                torch.manual_seed(config.seed + k)
+                add_lora(m, LORA_TARGETS, rank=config.lora_rank)
+            for p in lora_parameters(m):
+                p.data = p.data.float()
+                p.requires_grad_(True)
+            m.train()
+    c.dtype = weight_dtype
+
+
+def probe_tokens(config: AnchorTrainConfig, c, image: np.ndarray) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Tokens of one reference and the unconditional branch dropout replaces tokens with (None: no dropout)."""
+    probe = image_tokens(c.extra["image_encoder"], c.extra["processor"], image[None])
+    return probe, (unconditional(c, probe, config.uncond) if config.reference_dropout > 0 else None)
 
 
 def _merged(module: torch.nn.Module) -> torch.nn.Module:
@@ -174,61 +235,25 @@ class MakeYourAnchorRecipe(Recipe):
         return config.model_copy(update={"data": data})
 
     def setup(self, config: MakeYourAnchorTrainConfig, device: torch.device, weight_dtype: torch.dtype) -> Setup:
-        folders, videos = open_data(config)
+        folders, videos = open_data(config, config.mask_pass if config.stage == 1 else None)
         channels = common_channels(folders, config.passes)
-        folder = resolve_mya(config.model)
-        has_net = (Path(folder) / "controlnet").is_dir() and config.controlnet == "auto"
-        if has_net:
-            c = load_parts(config.model, controlnet=None, image_encoder=config.image_encoder, scheduler="ddim",
-                           device=str(device), dtype="fp32")
-        else:
-            c = self._base(config, device)
-            c.controlnets = [controlnet_from_unet(c.unet, channels, seed=config.seed)]
-        unet, controlnet = c.unet, c.controlnets[0].to(device)
-        if controlnet.config.conditioning_channels != channels:
-            raise UserError("passes", f"{'+'.join(config.passes)} give {channels} channels but the model's ControlNet "
-                                      f"takes {controlnet.config.conditioning_channels}")
-        freeze(weight_dtype, c.vae, c.text_encoder, c.extra["image_encoder"])
-        if config.mode == "full":
-            for m in (unet, controlnet):
-                m.train().requires_grad_(True)
-        else:
-            from diffusion.loaders.lora import add_lora, lora_parameters
-
-            for k, m in enumerate((unet, controlnet)):
-                freeze(weight_dtype, m)
-                with torch.random.fork_rng(devices=[]):  # LoRA A is drawn from the global RNG: seed it
-                    torch.manual_seed(config.seed + k)
-                    add_lora(m, LORA_TARGETS, rank=config.lora_rank)
-                for p in lora_parameters(m):
-                    p.data = p.data.float()
-                    p.requires_grad_(True)
-                m.train()
-        c.dtype = weight_dtype
+        c = load_models(config, resolve_mya(config.model), device, channels)
         dataset = AnchorDataset(folders, videos, config.stage == 1, config.mask_pass, config.passes, config.size,
                                 channels, prompt="", multiple=c.vae_scale_factor)
-        probe = image_tokens(c.extra["image_encoder"], c.extra["processor"], dataset.reference(0, 0)[None])
-        uncond = unconditional(c, probe, config.uncond) if config.reference_dropout > 0 else None
-        record = {"models": dict(c.sources), "controlnet_init": c.sources["controlnet"] if has_net else "from_unet",
-                  "conditioning_channels": channels, "tokens": list(probe.shape[1:]),
-                  "folders": [str(f.root) for f in folders], "videos": {str(folders[i].root): "video" for i in videos}}
+        return self.assemble(config, c, dataset, weight_dtype)
+
+    def assemble(self, config: AnchorTrainConfig, c, dataset, weight_dtype: torch.dtype) -> Setup:
+        """The Setup of loaded models and a dataset: trainable UNet + ControlNet, the rest frozen."""
+        unet, controlnet = c.unet, c.controlnets[0]
+        make_trainable(config, weight_dtype, c, unet, controlnet)
+        probe, uncond = probe_tokens(config, c, dataset.reference(0, 0))
+        record = {"models": dict(c.sources), "controlnet_init": c.sources["controlnet"],
+                  "conditioning_channels": dataset.channels, "tokens": list(probe.shape[1:]),
+                  "folders": [str(clip.folder.root) for clip in dataset.clips],
+                  "videos": [str(dataset.clips[i].folder.root) for i in dataset.videos]}
         return Setup({"unet": unet, "controlnet": controlnet}, dataset,
                      extra={"components": c, "noise_scheduler": training_scheduler(c.scheduler.config),
                             "uncond": uncond, "dropout": config.reference_dropout}, record=record)
-
-    @staticmethod
-    def _base(config, device):
-        """A base SD folder's parts (no ControlNet yet) and its CLIP vision tower."""
-        from diffusion.loaders.image_encoder import CLIP_B32, load_image_encoder
-        from diffusion.loaders.sd15 import load_sd15
-
-        folder = resolve_mya(config.model)
-        c = load_sd15(folder, device=str(device), dtype="fp32")
-        source = config.image_encoder or (folder if (Path(folder) / "image_encoder").is_dir() else CLIP_B32)
-        encoder, processor = load_image_encoder(source, c.device, torch.float32)
-        c.extra.update(image_encoder=encoder, processor=processor)
-        c.sources.update(image_encoder=source, controlnet="from_unet")
-        return c
 
     def tokens(self, setup: Setup, batch: dict, generator: torch.Generator) -> torch.Tensor:
         """Reference tokens per item: a random frame of the item's clip; replaced by the unconditional branch
@@ -282,12 +307,15 @@ class MakeYourAnchorRecipe(Recipe):
         c = setup.extra["components"]
         unet, controlnet = (_merged(m) if lora_layers(m) else m for m in (setup.trainable["unet"],
                                                                          setup.trainable["controlnet"]))
-        info = {"passes": config.passes, "uncond": config.uncond, "stage": config.stage, "mode": config.mode,
-                "reference_dropout": config.reference_dropout, "steps": config.steps, "resolution": list(config.size),
-                "base": config.model}
         save_model(folder, unet=unet, controlnet=controlnet, vae=c.vae, image_encoder=c.extra["image_encoder"],
                    feature_extractor=c.extra["processor"], scheduler=c.scheduler, text_encoder=c.text_encoder,
-                   tokenizer=c.tokenizer, info=info, reference=setup.dataset.reference(0, 0))
+                   tokenizer=c.tokenizer, info=self.info(config), reference=setup.dataset.reference(0, 0))
+
+    def info(self, config: MakeYourAnchorTrainConfig) -> dict:
+        """``avatarcine_mya.json`` of the finished folder."""
+        return {"passes": config.passes, "uncond": config.uncond, "stage": config.stage, "mode": config.mode,
+                "reference_dropout": config.reference_dropout, "steps": config.steps, "resolution": list(config.size),
+                "base": config.model}
 
     def validate(self, config: MakeYourAnchorTrainConfig, setup: Setup) -> np.ndarray:
         """The first ``validation_frames`` frames of the first clip, generated per frame with the current
