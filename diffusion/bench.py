@@ -29,7 +29,7 @@ def _settings(method: str, model: str, frames: int, steps: int, device: str | No
     m = get_method(method)
     names = {f["name"] for f in m.Settings.describe()}
     common = {"prompt": PROMPT, "negative_prompt": "blurry", "cfg": 5.0, "model": model, "steps": steps, "seed": 0,
-              "max_frames": frames, "device": device, **overrides}
+              "max_frames": frames, "device": device, **m.bench_settings(), **overrides}
     return m, m.settings(**{k: v for k, v in common.items() if k in names})
 
 

@@ -4,6 +4,7 @@ pipeline, all-frame attention, save -> load, reference errors, face crop/paste."
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -50,9 +51,12 @@ def _run(passes, c, s):
 
 
 def _tokens(c, passes):
+    """Tokens of the default reference: the model folder's reference.png."""
+    import imageio.v2 as imageio
+
     from diffusion.loaders.image_encoder import image_tokens
 
-    image = np.rint(passes.read("rgb", passes.indices[0])[..., :3] * 255).astype(np.uint8)
+    image = imageio.imread(Path(c.sources["model"]) / "reference.png")
     return image_tokens(c.extra["image_encoder"], c.extra["processor"], image[None])
 
 
@@ -183,7 +187,7 @@ def test_default_temporal_settings_are_the_papers(mya_dir):
 
 def test_save_then_load_reproduces_the_output(passes, components, mya_dir, tmp_path):
     c = components
-    s = _settings(mya_dir, attention="window", window=4)
+    s = _settings(mya_dir, attention="window", window=4, overlap=1, reference=str(mya_dir / "reference.png"))
     before = _run(passes, c, s)
     save_model(tmp_path / "m", unet=c.unet, controlnet=c.controlnets[0], vae=c.vae,
                image_encoder=c.extra["image_encoder"], feature_extractor=c.extra["processor"], scheduler=c.scheduler,
@@ -219,9 +223,16 @@ def test_cli_missing_reference_is_one_line_exit_2(passes, mya_dir, tmp_path, cap
     assert not (tmp_path / "o").exists()
 
 
-def test_model_without_controlnet_is_a_one_line_error(tiny_dir):
+def test_model_without_controlnet_is_a_one_line_error(tiny_dir, tmp_path):
+    base = tmp_path / "sd"  # a plain SD folder (the tiny parts without their tiny marker)
+    base.mkdir()
+    for part in ("unet", "vae", "text_encoder", "tokenizer", "scheduler", "model_index.json"):
+        (base / part).symlink_to(tiny_dir / part)
     with pytest.raises(UserError, match="no controlnet/"):
-        METHOD.load(METHOD.settings(model=str(tiny_dir)))
+        METHOD.load(METHOD.settings(model=str(base)))
+    c = METHOD.load(METHOD.settings(model=str(base), controlnet=str(tiny_dir / "controlnet-normal"),
+                                    image_encoder=str(write_tiny_mya(tiny_dir, tmp_path / "mya"))))
+    assert c.sources["controlnet"] == str(tiny_dir / "controlnet-normal")
 
 
 # ------------------------------------------------------------------------------------------------

@@ -29,6 +29,16 @@ def mya_dir(tiny_dir, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
+def sd_dir(tiny_dir, tmp_path_factory):
+    """A plain SD 1.5 folder (the tiny parts without their tiny marker: no ControlNet, no image tokens)."""
+    base = tmp_path_factory.mktemp("sd") / "sd"
+    base.mkdir()
+    for part in ("unet", "vae", "text_encoder", "tokenizer", "scheduler", "model_index.json"):
+        (base / part).symlink_to(tiny_dir / part)
+    return base
+
+
+@pytest.fixture(scope="module")
 def clip(tmp_path_factory):
     return add_rgb(write_passes(tmp_path_factory.mktemp("train") / "clip", frames=4))
 
@@ -59,9 +69,8 @@ def _frozen(trainer):
 
 
 @pytest.mark.parametrize("stage,mode,model", [(1, "full", "base"), (2, "full", "mya"), (2, "lora", "mya")])
-def test_one_step_changes_exactly_what_the_stage_and_mode_train(stage, mode, model, mya_dir, tiny_dir, clip, tmp_path):
-    source = tiny_dir if model == "base" else mya_dir
-    # the tiny base's own vision tower gives 17 tokens; the tiny Make-Your-Anchor one 10
+def test_one_step_changes_exactly_what_the_stage_and_mode_train(stage, mode, model, mya_dir, sd_dir, clip, tmp_path):
+    source = sd_dir if model == "base" else mya_dir
     trainer = Trainer(RECIPE, _config(source, clip, tmp_path / "out", stage=stage, mode=mode, image_encoder=str(mya_dir)))
     trainer.start()
     nets = {n: _unwrap(trainer, n) for n in ("unet", "controlnet")}
@@ -85,11 +94,11 @@ def test_one_step_changes_exactly_what_the_stage_and_mode_train(stage, mode, mod
     assert record["controlnet_init"] == ("from_unet" if model == "base" else str(Path(mya_dir) / "controlnet"))
 
 
-def test_stage_1_masks_the_background_and_inits_the_controlnet_from_the_unet(tiny_dir, mya_dir, clip, tmp_path):
+def test_stage_1_masks_the_background_and_inits_the_controlnet_from_the_unet(sd_dir, mya_dir, clip, tmp_path):
     from diffusers import ControlNetModel
 
-    masked = Trainer(RECIPE, _config(tiny_dir, clip, tmp_path / "a", stage=1, image_encoder=str(mya_dir)))
-    plain = Trainer(RECIPE, _config(tiny_dir, clip, tmp_path / "b", stage=2, image_encoder=str(mya_dir)))
+    masked = Trainer(RECIPE, _config(sd_dir, clip, tmp_path / "a", stage=1, image_encoder=str(mya_dir)))
+    plain = Trainer(RECIPE, _config(sd_dir, clip, tmp_path / "b", stage=2, image_encoder=str(mya_dir)))
     mask = PassesFolder.open(clip).read("mask", 0)[..., 0] > 0.5
     one, two = masked.setup.dataset[0]["pixel_values"], plain.setup.dataset[0]["pixel_values"]
     assert torch.all(one[:, ~torch.from_numpy(mask)] == -1.0)               # black outside the actor

@@ -129,6 +129,11 @@ class Method(ABC):
 
         return generate(self, passes, settings, components)
 
+    def bench_settings(self) -> dict:
+        """Settings every ``avatarcine bench generate`` run of this method uses (e.g. a condition pass the
+        synthetic clip has). None by default."""
+        return {}
+
     def bench_variants(self) -> dict[str, dict]:
         """Settings overrides ``avatarcine bench generate`` times side by side (first = the reference)."""
         return {}

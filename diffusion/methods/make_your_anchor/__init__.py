@@ -173,6 +173,10 @@ class MakeYourAnchorMethod(Method):
 
         return enhance_run(run, frames)
 
+    def bench_settings(self):
+        """The synthetic clip of ``bench generate`` has no mesh pass; its normal pass has the same channels."""
+        return {"condition": ("normal",)}
+
     def bench_variants(self):
         """All-frame attention against per-frame at equal UNet evaluations (windows of 16, no overlap)."""
         return {name: dict(attention=attention, window=16, overlap=0, shared_noise=0.0)

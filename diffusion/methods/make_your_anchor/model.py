@@ -8,7 +8,7 @@ unconditional branch it was trained with), ``reference.png`` (the default appear
 
 ``tiny``: a tiny folder of this layout built from the tiny model's parts (``diffusion.loaders.tiny``)
 plus a CLIP vision tower giving 10 tokens (the tiny text encoder has 16 positions, so the empty-text
-branch can be padded to the image tokens' length, as diffusers pads it).
+branch can be padded to the image tokens' length, as diffusers pads it) and a seeded reference.png.
 """
 
 from __future__ import annotations
@@ -27,15 +27,16 @@ from motion.errors import UserError
 INFO = "avatarcine_mya.json"
 REFERENCE = "reference.png"
 FACE = "face"
-TINY_VERSION = "tiny-mya-v1"
+TINY_VERSION = "tiny-mya-v2"
 TINY_SEED = 4321
 
 
-def tiny_mya_dir() -> Path:
-    """The tiny Make-Your-Anchor folder, written on first use next to the tiny models."""
+def tiny_mya_dir(parts: Path | None = None) -> Path:
+    """The tiny Make-Your-Anchor folder beside the tiny parts folder ``parts`` (default: the per-user
+    one), written on first use."""
     from diffusion.loaders.tiny import MARKER, tiny_models_dir
 
-    parts = tiny_models_dir()
+    parts = Path(parts) if parts is not None else tiny_models_dir()
     root = parts.parent / TINY_VERSION
     if not (root / MARKER).is_file():
         tmp = parts.parent / f".{TINY_VERSION}.{os.getpid()}"
@@ -49,7 +50,15 @@ def tiny_mya_dir() -> Path:
 
 
 def resolve_mya(model: str) -> str:
-    return str(tiny_mya_dir()) if model == TINY else model
+    """``tiny``, or a tiny parts folder (``--model tiny`` resolved by a shared command), -> the tiny
+    Make-Your-Anchor folder; anything else unchanged."""
+    from diffusion.loaders.common import is_tiny
+
+    if model == TINY:
+        return str(tiny_mya_dir())
+    if Path(model).is_dir() and is_tiny(model) and not (Path(model) / "controlnet").is_dir():
+        return str(tiny_mya_dir(Path(model)))
+    return model
 
 
 def tiny_vision_encoder():
@@ -78,7 +87,11 @@ def write_tiny_mya(parts: Path, root: Path) -> Path:
         torch.manual_seed(TINY_SEED)
         encoder = tiny_vision_encoder()
     controlnet = ControlNetModel.from_pretrained(parts / "controlnet-mesh")
-    save_model(root, unet=unet, controlnet=controlnet, image_encoder=encoder, info={"passes": ["mesh"]}, **common)
+    reference = np.zeros((64, 64, 3), np.uint8)  # a seeded "person": noise in a centred box on grey
+    reference[:] = 90
+    reference[8:56, 20:44] = np.random.default_rng(TINY_SEED).integers(0, 256, (48, 24, 3), dtype=np.uint8)
+    save_model(root, unet=unet, controlnet=controlnet, image_encoder=encoder, info={"passes": ["mesh"]},
+               reference=reference, **common)
     face_unet = UNet2DConditionModel.from_pretrained(parts / INPAINTING)
     face_net = controlnet_from_unet(unet, 3, seed=TINY_SEED + 1, embedding=CONDITION_EMBEDDING)
     randomise_zero_convs(face_net, torch.Generator().manual_seed(TINY_SEED + 2))
