@@ -4,6 +4,7 @@ loss going down, the saved model folder, LoRA resume, reference dropout, video-f
 from __future__ import annotations
 
 import dataclasses
+import json
 from pathlib import Path
 
 import numpy as np
@@ -238,3 +239,23 @@ def test_video_pair_loads_and_mismatches_are_one_line_errors(mya_dir, clip, tmp_
         assert motion.cli.main(["train", "make-your-anchor", str(bad)]) == 2
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and name in err and message in err, err
+
+
+@pytest.mark.parametrize("mode", ["full", "lora"])
+def test_bf16_with_gradient_checkpointing_trains_validates_and_saves(mode, mya_dir, clip, tmp_path):
+    """Through the command line in a fresh process (accelerate fixes the precision once per process)."""
+    import os
+    import subprocess
+    import sys
+
+    config = _yaml(tmp_path / "c.yaml", data=[str(clip)], passes=["normal"], model=str(mya_dir), resolution=64,
+                   output="out", steps=2, batch_size=2, mode=mode, mixed_precision="bf16", gradient_checkpointing=True,
+                   checkpoint_every=1, validate_every=2, validation_frames=1, validation_steps=1)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run([sys.executable, "-m", "motion.cli", "train", "make-your-anchor", str(config)], env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    out = tmp_path / "out"
+    assert (out / "validation" / "step-000002.png").is_file() and (out / "model" / "unet" / "config.json").is_file()
+    assert len((out / "log.jsonl").read_text().splitlines()) == 2
+    assert json.loads((out / "train.json").read_text())["config"]["gradient_checkpointing"] is True

@@ -64,3 +64,54 @@ def rows(method, budget, train_dirs, work, seed, size):
             face_min_size=FACE_MIN, face_steps=budget.sample_steps, **sampling), body_seconds + face_seconds),
     ]
     return out
+
+
+def _train_memory(mode: str, size: int, steps: int, rank: int) -> dict:
+    """Trainable parameters and peak resident-memory increase of ``steps`` training steps in ``mode``
+    on the tiny model (a synthetic clip whose normal pass stands in for the rgb target)."""
+    import json
+    import tempfile
+    from pathlib import Path
+
+    import torch
+
+    from diffusion.bench import _PeakRss
+    from diffusion.io.synthetic_passes import write_passes
+    from diffusion.training.recipes.make_your_anchor import RECIPE, MakeYourAnchorTrainConfig
+    from diffusion.training.trainer import Trainer
+
+    torch.set_num_threads(1)
+    with tempfile.TemporaryDirectory() as tmp:
+        clip = write_passes(Path(tmp) / "clip", frames=4, size=(size, size))
+        meta = json.loads((clip / "meta.json").read_text())
+        meta["passes"]["rgb"] = dict(meta["passes"]["normal"])
+        (clip / "meta.json").write_text(json.dumps(meta))
+        config = MakeYourAnchorTrainConfig(data=[str(clip)], passes=["normal"], model="tiny", resolution=size,
+                                           output=str(Path(tmp) / "out"), steps=steps, batch_size=2, mode=mode,
+                                           lora_rank=rank, checkpoint_every=steps)
+        trainer = Trainer(RECIPE, config)
+        with _PeakRss() as mem:
+            for _ in trainer.train_steps(steps):
+                pass
+        trainable = sum(p.numel() for p in trainer.setup.parameters())
+    return {"mode": mode, "trainable_parameters": trainable,
+            "weights_grads_adam_mb": round(trainable * 16 / 2**20, 3),  # fp32 weight + grad + 2 Adam moments
+            "peak_increase_mb": round(mem.peak - mem.start, 1)}
+
+
+def train_memory(size: int = 64, steps: int = 3, rank: int = 4) -> list[dict]:
+    """Full against LoRA fine-tuning on the tiny model, each in a fresh spawned process."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    out = []
+    for mode in ("full", "lora"):
+        with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+            out.append(pool.submit(_train_memory, mode, size, steps, rank).result())
+    return out
+
+
+if __name__ == "__main__":  # python -m diffusion.methods.make_your_anchor.bench
+    import json
+
+    print(json.dumps(train_memory(), indent=1))

@@ -181,7 +181,8 @@ def load_models(config: AnchorTrainConfig, folder: str, device: torch.device, ch
 
 def make_trainable(config: AnchorTrainConfig, weight_dtype: torch.dtype, c, unet, controlnet) -> None:
     """Frozen VAE / text encoder / vision tower in ``weight_dtype``; UNet + ControlNet trainable in fp32
-    (full), or frozen in ``weight_dtype`` with fp32 LoRA on their attention projections (lora)."""
+    (full), or frozen in fp32 with fp32 LoRA on their attention projections (lora: the base stays fp32 so
+    the merged final weights are exact; the saving is the gradients and Adam moments of the base)."""
     freeze(weight_dtype, c.vae, c.text_encoder, c.extra["image_encoder"])
     if config.mode == "full":
         for m in (unet, controlnet):
@@ -190,12 +191,11 @@ def make_trainable(config: AnchorTrainConfig, weight_dtype: torch.dtype, c, unet
         from diffusion.loaders.lora import add_lora, lora_parameters
 
         for k, m in enumerate((unet, controlnet)):
-            freeze(weight_dtype, m)
+            m.requires_grad_(False)
             with torch.random.fork_rng(devices=[]):  # LoRA A is drawn from the global RNG: seed it
                 torch.manual_seed(config.seed + k)
                 add_lora(m, LORA_TARGETS, rank=config.lora_rank)
             for p in lora_parameters(m):
-                p.data = p.data.float()
                 p.requires_grad_(True)
             m.train()
     c.dtype = weight_dtype
@@ -253,7 +253,8 @@ class MakeYourAnchorRecipe(Recipe):
                   "videos": [str(dataset.clips[i].folder.root) for i in dataset.videos]}
         return Setup({"unet": unet, "controlnet": controlnet}, dataset,
                      extra={"components": c, "noise_scheduler": training_scheduler(c.scheduler.config),
-                            "uncond": uncond, "dropout": config.reference_dropout}, record=record)
+                            "uncond": uncond, "dropout": config.reference_dropout,
+                            "dtypes": (unet.conv_in.weight.dtype, controlnet.conv_in.weight.dtype)}, record=record)
 
     def tokens(self, setup: Setup, batch: dict, generator: torch.Generator) -> torch.Tensor:
         """Reference tokens per item: a random frame of the item's clip; replaced by the unconditional branch
@@ -274,13 +275,20 @@ class MakeYourAnchorRecipe(Recipe):
         with torch.no_grad():
             latents, noise, timesteps, noisy = noisy_latents(c, scheduler, batch["pixel_values"], generator, dtype)
             tokens = self.tokens(setup, batch, generator)
-        cond = batch["conditioning_pixel_values"].to(c.device, dtype)
-        down, mid = setup.trainable["controlnet"](noisy, timesteps, encoder_hidden_states=tokens, controlnet_cond=cond,
-                                                  return_dict=False)
-        pred = setup.trainable["unet"](noisy, timesteps, encoder_hidden_states=tokens,
-                                       down_block_additional_residuals=down, mid_block_additional_residual=mid,
-                                       return_dict=False)[0]
+        pred = self.predict(setup, noisy, noisy, timesteps, tokens, batch["conditioning_pixel_values"])
         return F.mse_loss(pred.float(), diffusion_target(scheduler, latents, noise, timesteps).float())
+
+    @staticmethod
+    def predict(setup: Setup, unet_input, noisy, timesteps, tokens, cond) -> torch.Tensor:
+        """ControlNet(noisy, condition) -> residuals -> UNet(unet_input); inputs in each network's weight
+        dtype (full: fp32; lora: the mixed-precision dtype: CPU group norms refuse other mixes)."""
+        unet, net = setup.trainable["unet"], setup.trainable["controlnet"]
+        udt, cdt = setup.extra["dtypes"]
+        down, mid = net(noisy.to(cdt), timesteps, encoder_hidden_states=tokens.to(cdt),
+                        controlnet_cond=cond.to(noisy.device, cdt), return_dict=False)
+        return unet(unet_input.to(udt), timesteps, encoder_hidden_states=tokens.to(udt),
+                    down_block_additional_residuals=[r.to(udt) for r in down],
+                    mid_block_additional_residual=mid.to(udt), return_dict=False)[0]
 
     # LoRA mode: checkpoints hold the LoRA weights only (the base is the config's model)
     def save_module(self, name, module, folder):

@@ -126,12 +126,8 @@ class FaceRecipe(MakeYourAnchorRecipe):
             blanked = pixels * (mask < 0.5)   # diffusers' masked image: the repaint region set to 0
             masked = c.vae.encode(blanked).latent_dist.sample(generator=generator) * c.vae.config.scaling_factor
             tokens = self.tokens(setup, batch, generator)
-        cond = batch["conditioning_pixel_values"].to(c.device, dtype)
-        down, mid = setup.trainable["controlnet"](noisy, timesteps, encoder_hidden_states=tokens, controlnet_cond=cond,
-                                                  return_dict=False)
-        pred = setup.trainable["unet"](inpainting_input(noisy, mask, masked), timesteps, encoder_hidden_states=tokens,
-                                       down_block_additional_residuals=down, mid_block_additional_residual=mid,
-                                       return_dict=False)[0]
+        pred = self.predict(setup, inpainting_input(noisy, mask, masked), noisy, timesteps, tokens,
+                            batch["conditioning_pixel_values"])
         return F.mse_loss(pred.float(), diffusion_target(scheduler, latents, noise, timesteps).float())
 
     def validate(self, config, setup):
