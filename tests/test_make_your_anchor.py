@@ -182,7 +182,25 @@ def test_controlnet_attention_setting_reaches_the_controlnet(passes, components,
 def test_default_temporal_settings_are_the_papers(mya_dir):
     s = METHOD.settings(model=str(mya_dir))
     assert (s.attention, s.window, s.overlap, s.shared_noise, s.steps, s.cfg, s.scheduler, s.controlnet_scale,
-            s.condition, s.controlnet_attention) == ("window", 16, 4, 1.0, 20, 7.5, "ddim", 2.0, ("mesh",), False)
+            s.controlnet_attention) == ("window", 16, 4, 1.0, 20, 7.5, "ddim", 2.0, False)
+    assert METHOD.condition(s) == ("mesh",) and METHOD.uncond(s, s.model) == "empty-text"  # the tiny model's info
+
+
+def test_condition_and_uncond_default_to_what_the_model_was_trained_with(mya_dir, passes, tmp_path):
+    import json
+
+    model = tmp_path / "m"
+    model.mkdir()
+    for part in mya_dir.iterdir():
+        if part.name != "avatarcine_mya.json":
+            (model / part.name).symlink_to(part)
+    (model / "avatarcine_mya.json").write_text(json.dumps({"passes": ["normal"], "uncond": "zeros"}))
+    s = METHOD.settings(model=str(model), steps=1, max_frames=1, window=1, overlap=0)
+    assert METHOD.condition(s) == ("normal",) and METHOD.uncond(s, s.model) == "zeros"
+    record = METHOD.run(passes, s, METHOD.load(s)).record["make_your_anchor"]
+    assert record["condition"] == ["normal"] and record["uncond"] == "zeros"
+    given = METHOD.settings(model=str(model), condition=["mask"], uncond="empty-text")
+    assert METHOD.condition(given) == ("mask",) and METHOD.uncond(given, given.model) == "empty-text"
 
 
 def test_save_then_load_reproduces_the_output(passes, components, mya_dir, tmp_path):

@@ -143,13 +143,14 @@ def test_saved_model_reproduces_the_trained_weights_output(trained, clip):
                                                   "scheduler", "text_encoder", "tokenizer", "model_index.json",
                                                   "avatarcine_mya.json", "reference.png"}
     passes = PassesFolder.open(clip)
-    s = METHOD.settings(model=str(final), condition=["normal"], steps=2, window=4, overlap=1)
+    s = METHOD.settings(model=str(final), steps=2, window=4, overlap=1)
+    assert METHOD.condition(s) == ("normal",)  # the passes it was trained on
     saved = METHOD.run(passes, s, METHOD.load(s))
     c = METHOD.load(s)
     live = dataclasses.replace(c, unet=_unwrap(trainer, "unet").eval(),
                                controlnets=[_unwrap(trainer, "controlnet").eval()])
     np.testing.assert_array_equal(saved.frames, METHOD.run(passes, s, live).frames)
-    base = METHOD.settings(**{**s.to_dict(), "model": str(trainer.config.model),
+    base = METHOD.settings(**{**s.to_dict(), "model": str(trainer.config.model), "condition": ("normal",),
                               "reference": str(final / "reference.png")})
     assert (METHOD.run(passes, base, METHOD.load(base)).latents - saved.latents).abs().max() > 1e-3  # control
 

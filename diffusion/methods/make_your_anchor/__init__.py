@@ -38,16 +38,18 @@ UNCOND = ("empty-text", "zeros")
 class AnchorSettings(Settings):
     reference: str | None = setting(None, "reference image of the person (default: the model's reference.png, "
                                           "else the passes' first rgb frame)", group="make-your-anchor")
-    condition: tuple[str, ...] = setting(("mesh",), "passes stacked on the ControlNet's input (names or kinds)",
-                                         group="make-your-anchor")
+    condition: tuple[str, ...] | None = setting(None, "passes stacked on the ControlNet's input (names or kinds; "
+                                                      "default: those the model was trained on, else mesh)",
+                                                group="make-your-anchor")
     controlnet_scale: float = setting(2.0, "W_c: scale of the ControlNet residuals", group="make-your-anchor",
                                       low=0, high=10)
     controlnet: str | None = setting(None, "ControlNet instead of the model's controlnet/ (id, folder or kind)",
                                      group="make-your-anchor")
     image_encoder: str | None = setting(None, "CLIP vision model instead of the model's image_encoder/ "
                                               "(default there: openai/clip-vit-base-patch32)", group="make-your-anchor")
-    uncond: str = setting("empty-text", "unconditional branch of CFG: empty-text padded to the image tokens, "
-                                        "or zero tokens", group="make-your-anchor", choices=UNCOND)
+    uncond: str | None = setting(None, "unconditional branch of CFG: empty-text padded to the image tokens, or "
+                                       "zero tokens (default: the model's training choice, else empty-text)",
+                                 group="make-your-anchor", choices=UNCOND)
     controlnet_attention: bool = setting(False, "all-frame attention in the ControlNet too (authors: per frame)",
                                          group="make-your-anchor")
 
@@ -89,7 +91,7 @@ class MakeYourAnchorMethod(Method):
     def check_inputs(self, s: MakeYourAnchorSettings, passes) -> None:
         from render.images import read_rgb
 
-        for name in s.condition:
+        for name in self.condition(s):
             passes.resolve(name)
         for flag, path in (("--reference", s.reference), ("--face-reference", s.face_reference)):
             if path is not None:
@@ -112,6 +114,20 @@ class MakeYourAnchorMethod(Method):
             c.extra["face"] = face
             c.sources["face"] = folder
         return c
+
+    @staticmethod
+    def condition(s: MakeYourAnchorSettings) -> tuple[str, ...]:
+        """``--condition``, else the passes the model's ControlNet was trained on, else mesh."""
+        from diffusion.methods.make_your_anchor.model import model_info, resolve_mya
+
+        return tuple(s.condition or model_info(resolve_mya(s.model)).get("passes") or ("mesh",))
+
+    @staticmethod
+    def uncond(s: MakeYourAnchorSettings, model: str) -> str:
+        """``--uncond``, else the branch ``model`` was trained with (its reference dropout), else empty-text."""
+        from diffusion.methods.make_your_anchor.model import model_info, resolve_mya
+
+        return s.uncond or model_info(resolve_mya(model)).get("uncond") or "empty-text"
 
     def reference_image(self, run: Run):
         """(H, W, 3) uint8 reference and where it came from."""
@@ -143,10 +159,11 @@ class MakeYourAnchorMethod(Method):
         s, c = run.settings, run.components
         image, source = self.reference_image(run)
         tokens = image_tokens(c.extra["image_encoder"], c.extra["processor"], image[None]).to(c.unet.dtype)
-        negative = unconditional(c, tokens, s.uncond)
-        spec = ControlSpec(c.sources["controlnet"], tuple(s.condition), s.controlnet_scale)
+        uncond = self.uncond(s, s.model)
+        negative = unconditional(c, tokens, uncond)
+        spec = ControlSpec(c.sources["controlnet"], self.condition(s), s.controlnet_scale)
         conditions = load_conditions(run, [spec], c.controlnets)
-        run.record["make_your_anchor"] = {"reference": source, "tokens": list(tokens.shape[1:]), "uncond": s.uncond,
+        run.record["make_your_anchor"] = {"reference": source, "tokens": list(tokens.shape[1:]), "uncond": uncond,
                                           "condition": list(conditions[0].passes), "controlnet_scale": s.controlnet_scale}
         return ControlNetDenoiser(run, c.controlnets, conditions, [spec], tokens, negative, s.cfg)
 

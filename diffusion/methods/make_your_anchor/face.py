@@ -195,12 +195,12 @@ def enhance_run(run, frames: np.ndarray) -> np.ndarray:
     from diffusion.methods.make_your_anchor.model import unconditional
 
     s, face = run.settings, run.components.extra["face"]
-    condition = load_condition(run.passes, list(s.condition), run.indices, run.framing,
+    condition = load_condition(run.passes, list(run.method.condition(s)), run.indices, run.framing,
                                face.controlnets[0].config.conditioning_channels).frames
     points = head_points(run.passes, run.indices, run.framing)
     image, source = reference_face(run, frames, points)
     tokens = image_tokens(face.extra["image_encoder"], face.extra["processor"], image[None]).to(face.unet.dtype)
-    inpainter = FaceInpainter(face, tokens, unconditional(face, tokens, s.uncond), steps=s.face_steps, cfg=s.face_cfg,
+    inpainter = FaceInpainter(face, tokens, unconditional(face, tokens, run.method.uncond(s, run.components.sources["face"])), steps=s.face_steps, cfg=s.face_cfg,
                               scale=s.face_scale, generator=torch.Generator("cpu").manual_seed(s.seed))
     out, done = enhance(frames, condition, points, inpainter, s.face_size, s.face_min_size)
     run.record["face"] = {"enhanced": len(done), "skipped": len(frames) - len(done), "reference": source,
