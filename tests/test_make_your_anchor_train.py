@@ -260,3 +260,65 @@ def test_bf16_with_gradient_checkpointing_trains_validates_and_saves(mode, mya_d
     assert (out / "validation" / "step-000002.png").is_file() and (out / "model" / "unet" / "config.json").is_file()
     assert len((out / "log.jsonl").read_text().splitlines()) == 2
     assert json.loads((out / "train.json").read_text())["config"]["gradient_checkpointing"] is True
+
+
+# ------------------------------------------------------------------------------------------------
+# pose perturbation
+
+def test_perturb_adds_seeded_rotation_noise_to_every_joint_but_the_root(tmp_path):
+    from _motion_io_util import random_motion
+    from diffusion.methods.make_your_anchor.perturb import main, perturb
+    from motion.io import read_motion
+    from motion.rotations import axis_angle_to_matrix
+
+    motion = random_motion("smplh", frames=40)
+    a, b = perturb(motion, 5.0, seed=1), perturb(motion, 5.0, seed=1)
+    np.testing.assert_array_equal(a.rotations, b.rotations)
+    assert not np.allclose(perturb(motion, 5.0, seed=2).rotations, a.rotations)
+    np.testing.assert_allclose(a.rotations[:, 0], motion.rotations[:, 0], atol=1e-9)
+    np.testing.assert_array_equal(a.root_translation, motion.root_translation)
+    # the relative rotation's angle: a 3D Gaussian of 5 degrees per axis has mean norm 5 * sqrt(8 / pi) = 8.0
+    rel = axis_angle_to_matrix(a.rotations[:, 1:]) @ np.swapaxes(axis_angle_to_matrix(motion.rotations[:, 1:]), -1, -2)
+    angle = np.degrees(np.arccos(np.clip((np.trace(rel, axis1=-2, axis2=-1) - 1) / 2, -1, 1)))
+    assert 7.0 < angle.mean() < 9.0
+    np.testing.assert_allclose(axis_angle_to_matrix(perturb(motion, 0.0).rotations),
+                               axis_angle_to_matrix(motion.rotations), atol=1e-9)
+    from motion.io import write_motion
+
+    write_motion(motion, tmp_path / "m.npz")
+    assert main([str(tmp_path / "m.npz"), str(tmp_path / "p.npz"), "--seed", "1"]) == 0
+    np.testing.assert_allclose(read_motion(tmp_path / "p.npz").rotations, a.rotations, atol=1e-6)
+    assert main([str(tmp_path / "m.npz"), str(tmp_path / "p.npz")]) == 2   # exists, no --force
+
+
+def test_pose_perturbation_conditions_on_the_perturbed_passes_with_its_probability(mya_dir, clip, tmp_path):
+    import shutil
+
+    perturbed = Path(shutil.copytree(clip, tmp_path / "perturbed"))
+    import imageio.v2 as imageio
+
+    for f in (perturbed / "normal").iterdir():   # stands in for a mesh rendered from a perturbed motion
+        imageio.imwrite(f, 255 - imageio.imread(f))
+    entry = {"passes": str(clip), "perturbed": str(perturbed)}
+    results = {}
+    for chance in (0.0, 1.0):
+        trainer = Trainer(RECIPE, _config(mya_dir, clip, tmp_path / f"o{chance}", data=[entry],
+                                          pose_perturbation=chance))
+        item = trainer.setup.dataset[1]
+        assert not torch.equal(item["conditioning_pixel_values"], item["perturbed_conditioning_pixel_values"])
+        batch = default_collate([trainer.setup.dataset[i] for i in range(2)])
+        seen = []
+        net = trainer.setup.trainable["controlnet"]
+        hook = net.register_forward_pre_hook(lambda m, a, kw: seen.append(kw["controlnet_cond"]), with_kwargs=True)
+        with torch.no_grad():
+            RECIPE.loss(trainer.setup, batch, torch.Generator().manual_seed(0))
+        hook.remove()
+        results[chance] = seen[0]
+        expected = batch["perturbed_conditioning_pixel_values" if chance else "conditioning_pixel_values"]
+        assert torch.equal(seen[0], expected)
+    assert not torch.equal(results[0.0], results[1.0])
+    short = write_passes(tmp_path / "short", frames=2)
+    from motion.errors import UserError
+
+    with pytest.raises(UserError, match="render the same frames"):
+        Trainer(RECIPE, _config(mya_dir, clip, tmp_path / "bad", data=[{"passes": str(clip), "perturbed": str(short)}]))

@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field
 
-from diffusion.io.conditioning import load_mask
+from diffusion.io.conditioning import load_condition, load_mask
 from diffusion.io.passes import PassesFolder
 from diffusion.loaders.controlnet import controlnet_from_unet
 from diffusion.loaders.image_encoder import image_tokens
@@ -45,12 +45,14 @@ LORA_TARGETS = ["to_q", "to_k", "to_v", "to_out.0"]
 LORA_FILE = "{}_lora.safetensors"
 
 
-class VideoPair(BaseModel):
-    """A passes folder whose frames are the frames of ``video`` (read with imageio)."""
+class DataEntry(BaseModel):
+    """A passes folder; its frames are ``video``'s (read with imageio) if given, else its rgb pass;
+    ``perturbed``: a passes folder of the same frames rendered from a perturbed motion (``perturb.py``)."""
 
     model_config = ConfigDict(extra="forbid")
     passes: str
-    video: str
+    video: str | None = None
+    perturbed: str | None = None
 
 
 class AnchorTrainConfig(ImageTrainConfig):
@@ -60,7 +62,8 @@ class AnchorTrainConfig(ImageTrainConfig):
     RESUME_FIXED: ClassVar[tuple[str, ...]] = ImageTrainConfig.RESUME_FIXED + (
         "passes", "mode", "lora_rank", "controlnet", "reference_dropout", "uncond")
 
-    data: list[str | VideoPair] = Field(min_length=1, description="passes folders with rgb, or {passes, video}")
+    data: list[str | DataEntry] = Field(min_length=1, description="passes folders with rgb, or {passes, video, "
+                                                                  "perturbed}")
     passes: list[str] = Field(["mesh"], min_length=1, description="condition passes stacked on channels")
     controlnet: Literal["auto", "unet"] = Field("auto", description="auto: the model's controlnet/ if any, "
                                                                     "else from the UNet; unet: from the UNet")
@@ -74,12 +77,15 @@ class AnchorTrainConfig(ImageTrainConfig):
 class MakeYourAnchorTrainConfig(AnchorTrainConfig):
     """``avatarcine train make-your-anchor`` (see the README for an example)."""
 
-    RESUME_FIXED: ClassVar[tuple[str, ...]] = AnchorTrainConfig.RESUME_FIXED + ("stage", "mask_pass")
+    RESUME_FIXED: ClassVar[tuple[str, ...]] = AnchorTrainConfig.RESUME_FIXED + ("stage", "mask_pass",
+                                                                                "pose_perturbation")
 
     model: str = Field("stable-diffusion-v1-5/stable-diffusion-v1-5",
                        description="base SD 1.5 (stage 1) or a Make-Your-Anchor folder (e.g. the stage-1 output)")
     stage: Literal[1, 2] = Field(2, description="1: background masked out with the mask pass; 2: as rendered")
     mask_pass: str = "mask"
+    pose_perturbation: float = Field(0.0, ge=0, le=1, description="probability of conditioning on an entry's "
+                                                                  "perturbed passes instead")
     validation_frames: int = Field(2, ge=1)
     validation_steps: int = Field(10, ge=1)
 
@@ -110,6 +116,7 @@ class AnchorDataset(FrameDataset):
 
     def __init__(self, folders, videos: dict[int, np.ndarray], masked: bool, mask_pass: str, *args, **kwargs):
         self.videos, self.masked, self.mask_pass = videos, masked, mask_pass
+        self.perturbed: dict = {}
         super().__init__(folders, *args, **kwargs)
         self.masks = [load_mask(c.folder, c.folder.indices, c.framing, mask_pass) if masked else None
                       for c in self.clips]
@@ -128,9 +135,24 @@ class AnchorDataset(FrameDataset):
         """(H, W, 3) uint8 frame ``k`` of clip ``c`` as the reference image (masked like the targets)."""
         return np.rint(self.target_image(self.clips[c], k) * 255.0).astype(np.uint8)
 
+    def add_perturbed(self, folders: dict[int, PassesFolder], passes: list[str]) -> None:
+        """Conditions of perturbed passes folders (by clip position), framed like their clips."""
+        self.perturbed = {}
+        for c, folder in folders.items():
+            clip = self.clips[c]
+            if len(folder.indices) != len(clip) or tuple(folder.resolution) != tuple(clip.folder.resolution):
+                raise UserError(folder.root, f"has {len(folder.indices)} frames at {folder.resolution}, its clip "
+                                             f"{len(clip)} at {clip.folder.resolution}; render the same frames")
+            self.perturbed[c] = load_condition(folder, passes, folder.indices, clip.framing, self.channels)
+
     def __getitem__(self, index: int) -> dict:
         item = super().__getitem__(index)
-        item["clip"] = self.items[index][0]
+        c, k = self.items[index]
+        item["clip"] = c
+        if c in self.perturbed:
+            item["perturbed_conditioning_pixel_values"] = self.perturbed[c].window(k, k + 1)[0]
+        elif "conditioning_pixel_values" in item:
+            item["perturbed_conditioning_pixel_values"] = item["conditioning_pixel_values"]
         return item
 
 
@@ -139,8 +161,8 @@ def open_data(config: AnchorTrainConfig, mask_pass: str | None = None) -> tuple[
     frames of the video-file pairs by folder position."""
     folders, videos = [], {}
     for entry in config.data:
-        if isinstance(entry, str):
-            folders += open_folders([entry], config.passes, "rgb")
+        if isinstance(entry, str) or entry.video is None:
+            folders += open_folders([entry if isinstance(entry, str) else entry.passes], config.passes, "rgb")
             continue
         if not Path(entry.passes).is_dir():
             raise UserError(entry.passes, "no such passes folder")
@@ -231,7 +253,8 @@ class MakeYourAnchorRecipe(Recipe):
         config = load_config(path, self.Config)
         base = Path(path).resolve().parent
         data = [_absolute(e, base) if isinstance(e, str) else
-                VideoPair(passes=_absolute(e.passes, base), video=_absolute(e.video, base)) for e in config.data]
+                DataEntry(**{k: _absolute(v, base) if v else v for k, v in e.model_dump().items()})
+                for e in config.data]
         return config.model_copy(update={"data": data})
 
     def setup(self, config: MakeYourAnchorTrainConfig, device: torch.device, weight_dtype: torch.dtype) -> Setup:
@@ -240,7 +263,12 @@ class MakeYourAnchorRecipe(Recipe):
         c = load_models(config, resolve_mya(config.model), device, channels)
         dataset = AnchorDataset(folders, videos, config.stage == 1, config.mask_pass, config.passes, config.size,
                                 channels, prompt="", multiple=c.vae_scale_factor)
-        return self.assemble(config, c, dataset, weight_dtype)
+        perturbed = {k: PassesFolder.open(e.perturbed) for k, e in enumerate(config.data)
+                     if not isinstance(e, str) and e.perturbed}
+        dataset.add_perturbed(perturbed, config.passes)
+        setup = self.assemble(config, c, dataset, weight_dtype)
+        setup.extra["pose_perturbation"] = config.pose_perturbation
+        return setup
 
     def assemble(self, config: AnchorTrainConfig, c, dataset, weight_dtype: torch.dtype) -> Setup:
         """The Setup of loaded models and a dataset: trainable UNet + ControlNet, the rest frozen."""
@@ -275,7 +303,12 @@ class MakeYourAnchorRecipe(Recipe):
         with torch.no_grad():
             latents, noise, timesteps, noisy = noisy_latents(c, scheduler, batch["pixel_values"], generator, dtype)
             tokens = self.tokens(setup, batch, generator)
-        pred = self.predict(setup, noisy, noisy, timesteps, tokens, batch["conditioning_pixel_values"])
+        cond = batch["conditioning_pixel_values"]
+        chance = setup.extra.get("pose_perturbation", 0.0)
+        if chance > 0:
+            swap = (torch.rand(len(cond), generator=generator) < chance).view(-1, 1, 1, 1)
+            cond = torch.where(swap, batch["perturbed_conditioning_pixel_values"], cond)
+        pred = self.predict(setup, noisy, noisy, timesteps, tokens, cond)
         return F.mse_loss(pred.float(), diffusion_target(scheduler, latents, noise, timesteps).float())
 
     @staticmethod
