@@ -11,6 +11,9 @@ produce a person's frames from the CLIP image tokens of a reference frame of the
   vision tower and text encoder are frozen. ``mode: full`` trains UNet + ControlNet (the authors);
   ``mode: lora`` trains peft LoRA on their attention projections only (fits smaller GPUs) and the
   final weights have the LoRA merged.
+- Pose perturbation: an entry's ``perturbed`` passes folder (the same frames rendered from a motion
+  with rotation noise, ``diffusion.methods.make_your_anchor.perturb``) is the condition of an item
+  with probability ``pose_perturbation``.
 - Reference: a frame drawn at random (from the batch's seeded generator) from the same clip; with
   probability ``reference_dropout`` its tokens are replaced by the unconditional branch (``uncond``)
   the method guides with. The ControlNet is trained at scale 1 (W_c applies at inference), as the
@@ -281,8 +284,7 @@ class MakeYourAnchorRecipe(Recipe):
                   "videos": [str(dataset.clips[i].folder.root) for i in dataset.videos]}
         return Setup({"unet": unet, "controlnet": controlnet}, dataset,
                      extra={"components": c, "noise_scheduler": training_scheduler(c.scheduler.config),
-                            "uncond": uncond, "dropout": config.reference_dropout,
-                            "dtypes": (unet.conv_in.weight.dtype, controlnet.conv_in.weight.dtype)}, record=record)
+                            "uncond": uncond, "dropout": config.reference_dropout}, record=record)
 
     def tokens(self, setup: Setup, batch: dict, generator: torch.Generator) -> torch.Tensor:
         """Reference tokens per item: a random frame of the item's clip; replaced by the unconditional branch
@@ -313,15 +315,16 @@ class MakeYourAnchorRecipe(Recipe):
 
     @staticmethod
     def predict(setup: Setup, unet_input, noisy, timesteps, tokens, cond) -> torch.Tensor:
-        """ControlNet(noisy, condition) -> residuals -> UNet(unet_input); inputs in each network's weight
-        dtype (full: fp32; lora: the mixed-precision dtype: CPU group norms refuse other mixes)."""
+        """ControlNet(noisy, condition) -> residuals -> UNet(unet_input). Both networks hold fp32 weights
+        (full and LoRA); their inputs (from the frozen parts, in the mixed-precision dtype) go in as fp32
+        and autocast picks the compute dtype."""
         unet, net = setup.trainable["unet"], setup.trainable["controlnet"]
-        udt, cdt = setup.extra["dtypes"]
-        down, mid = net(noisy.to(cdt), timesteps, encoder_hidden_states=tokens.to(cdt),
-                        controlnet_cond=cond.to(noisy.device, cdt), return_dict=False)
-        return unet(unet_input.to(udt), timesteps, encoder_hidden_states=tokens.to(udt),
-                    down_block_additional_residuals=[r.to(udt) for r in down],
-                    mid_block_additional_residual=mid.to(udt), return_dict=False)[0]
+        f32 = torch.float32
+        down, mid = net(noisy.to(f32), timesteps, encoder_hidden_states=tokens.to(f32),
+                        controlnet_cond=cond.to(noisy.device, f32), return_dict=False)
+        return unet(unet_input.to(f32), timesteps, encoder_hidden_states=tokens.to(f32),
+                    down_block_additional_residuals=[r.to(f32) for r in down],
+                    mid_block_additional_residual=mid.to(f32), return_dict=False)[0]
 
     # LoRA mode: checkpoints hold the LoRA weights only (the base is the config's model)
     def save_module(self, name, module, folder):
