@@ -71,7 +71,7 @@ def test_face_training_lowers_the_loss_and_its_output_enhances_faces(mya_dir, ti
     final = trainer.final
     assert (final / "unet").is_dir() and (final / "controlnet").is_dir() and (final / "reference.png").is_file()
     s = METHOD.settings(model=str(mya_dir), condition=["normal"], steps=2, window=4, overlap=1, face_enhance=True,
-                        face_model=str(final), face_size=32, face_min_size=4, face_steps=2)
+                        face_model=str(final), face_min_size=4, face_steps=2)  # crop size: the trained 32
     passes = PassesFolder.open(clip)
     out = METHOD.run(passes, s, METHOD.load(s))
     assert out.record["face"] == {"enhanced": 3, "skipped": 1, "reference": str(final / "reference.png"), "size": 32,

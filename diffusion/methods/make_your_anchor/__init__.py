@@ -61,14 +61,15 @@ class FaceSettings(Settings):
     face_model: str | None = setting(None, "face model folder (default: the model's face/)", group="face")
     face_reference: str | None = setting(None, "aligned reference face image (default: the face model's "
                                                "reference.png, else the first enhanced frame's face)", group="face")
-    face_size: int = setting(256, "face crop size in pixels (multiple of 8)", group="face", low=16, high=1024)
+    face_size: int | None = setting(None, "face crop size in pixels, a multiple of 8 (default: the face model's "
+                                          "training size, else 256)", group="face", low=16, high=1024)
     face_min_size: float = setting(48.0, "skip faces spanning fewer source pixels", group="face", low=1)
     face_steps: int = setting(20, "face denoising steps", group="face", low=1, high=1000)
     face_cfg: float = setting(3.5, "face guidance scale", group="face", low=0, high=100)
     face_scale: float = setting(1.0, "face ControlNet scale", group="face", low=0, high=10)
 
     def check(self):
-        if self.face_size % 8:
+        if self.face_size is not None and self.face_size % 8:
             raise UserError("--face-size", f"must be a multiple of 8, got {self.face_size}")
 
 

@@ -26,6 +26,7 @@ import numpy as np
 HEAD = ("nose", "right_eye", "left_eye", "right_ear", "left_ear")
 TEMPLATE = np.array([[0.5, 0.56], [0.37, 0.44], [0.63, 0.44], [0.2, 0.5], [0.8, 0.5]])  # unit crop, x right, y down
 MIN_POINTS = 3
+DEFAULT_SIZE = 256
 ELLIPSE = ((0.5, 0.55), (0.3, 0.38))  # centre, half axes of the repaint ellipse (unit crop)
 
 
@@ -166,7 +167,7 @@ class FaceInpainter:
         return np.concatenate(out)
 
 
-def reference_face(run, frames: np.ndarray, points: np.ndarray) -> tuple[np.ndarray, str]:
+def reference_face(run, frames: np.ndarray, points: np.ndarray, size: int) -> tuple[np.ndarray, str]:
     """(size, size, 3) uint8 reference face and its source: ``--face-reference``, the face model's
     ``reference.png``, else the aligned face of the first frame that has one (choice)."""
     from pathlib import Path
@@ -180,10 +181,10 @@ def reference_face(run, frames: np.ndarray, points: np.ndarray) -> tuple[np.ndar
         if source:
             return np.rint(read_rgb(source, "face reference image") * 255).astype(np.uint8), source
     for k, frame in enumerate(frames):
-        found = align(points[k], s.face_size, s.face_min_size)
+        found = align(points[k], size, s.face_min_size)
         if found is not None:
             return found.crop(frame), f"face of generated frame {run.indices[k]}"
-    return np.zeros((s.face_size, s.face_size, 3), np.uint8), "none (no visible face)"
+    return np.zeros((size, size, 3), np.uint8), "none (no visible face)"
 
 
 def enhance_run(run, frames: np.ndarray) -> np.ndarray:
@@ -192,17 +193,19 @@ def enhance_run(run, frames: np.ndarray) -> np.ndarray:
 
     from diffusion.io.conditioning import load_condition
     from diffusion.loaders.image_encoder import image_tokens
-    from diffusion.methods.make_your_anchor.model import unconditional
+    from diffusion.methods.make_your_anchor.model import model_info, unconditional
 
     s, face = run.settings, run.components.extra["face"]
     condition = load_condition(run.passes, list(run.method.condition(s)), run.indices, run.framing,
                                face.controlnets[0].config.conditioning_channels).frames
     points = head_points(run.passes, run.indices, run.framing)
-    image, source = reference_face(run, frames, points)
+    size = s.face_size or int(model_info(run.components.sources["face"]).get("face_size", DEFAULT_SIZE))
+    image, source = reference_face(run, frames, points, size)
     tokens = image_tokens(face.extra["image_encoder"], face.extra["processor"], image[None]).to(face.unet.dtype)
-    inpainter = FaceInpainter(face, tokens, unconditional(face, tokens, run.method.uncond(s, run.components.sources["face"])), steps=s.face_steps, cfg=s.face_cfg,
-                              scale=s.face_scale, generator=torch.Generator("cpu").manual_seed(s.seed))
-    out, done = enhance(frames, condition, points, inpainter, s.face_size, s.face_min_size)
+    negative = unconditional(face, tokens, run.method.uncond(s, run.components.sources["face"]))
+    inpainter = FaceInpainter(face, tokens, negative, steps=s.face_steps, cfg=s.face_cfg, scale=s.face_scale,
+                              generator=torch.Generator("cpu").manual_seed(s.seed))
+    out, done = enhance(frames, condition, points, inpainter, size, s.face_min_size)
     run.record["face"] = {"enhanced": len(done), "skipped": len(frames) - len(done), "reference": source,
-                          "size": s.face_size, "min_size": s.face_min_size}
+                          "size": size, "min_size": s.face_min_size}
     return out
