@@ -27,6 +27,9 @@ class Entry:
 
 REGISTRY = [
     Entry("controlnet", "diffusion.methods.controlnet", {"controlnet": "diffusion.training.recipes.controlnet"}),
+    Entry("make-your-anchor", "diffusion.methods.make_your_anchor",
+          {"make-your-anchor": "diffusion.training.recipes.make_your_anchor",
+           "make-your-anchor-face": "diffusion.training.recipes.make_your_anchor_face"}),
     Entry("follow-your-pose", "diffusion.methods.follow_your_pose",
           {"follow-your-pose-pose": "diffusion.training.recipes.follow_your_pose_pose",
            "follow-your-pose-video": "diffusion.training.recipes.follow_your_pose_video"}),
