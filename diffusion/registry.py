@@ -30,10 +30,14 @@ REGISTRY = [
     Entry("dancing-avatar", "diffusion.methods.dancing_avatar",
           {"dancing-avatar-frames": "diffusion.training.recipes.dancing_avatar_frames",
            "dancing-avatar-lora": "diffusion.training.recipes.dancing_avatar_lora"}),
+    Entry("make-your-anchor", "diffusion.methods.make_your_anchor",
+          {"make-your-anchor": "diffusion.training.recipes.make_your_anchor",
+           "make-your-anchor-face": "diffusion.training.recipes.make_your_anchor_face"}),
     Entry("follow-your-pose", "diffusion.methods.follow_your_pose",
           {"follow-your-pose-pose": "diffusion.training.recipes.follow_your_pose_pose",
            "follow-your-pose-video": "diffusion.training.recipes.follow_your_pose_video"}),
     Entry("poseanimate", "diffusion.methods.poseanimate"),
+    Entry("amg", "diffusion.methods.amg", {"amg": "diffusion.training.recipes.amg"}),
 ]
 
 

@@ -1,6 +1,6 @@
 """``render_scene``: a scene file -> a passes folder (``render.meta``), resumable frame by frame.
 
-Per frame: one flat Cycles render (all data passes, ``render.engines``), an optional ``rgb`` render,
+Per frame: one flat Cycles render (all data passes, ``render.engines``), optional ``rgb`` and ``avatar`` renders,
 the skeleton drawn from keypoints projected with the frame's camera, and a per-frame record
 ``OUT/.frames/<frame>.json`` written last. A frame counts as done when its record exists (every
 file is written to a temporary name and renamed, so an interrupted run leaves no half file and
@@ -216,7 +216,7 @@ def _write_frame(out: Path, clip: _Clip, t: int, stage, passes: list[str], rgb_e
                  tmp_exr: Path, export_meshes: bool) -> dict:
     from render.exr import write_exr
     from render.png import write_png
-    from render.stage import show_rgb_only
+    from render.stage import show_ground, show_rgb_only
     from render.engines import configure_flat, configure_rgb
 
     scene = stage.scene
@@ -248,10 +248,16 @@ def _write_frame(out: Path, clip: _Clip, t: int, stage, passes: list[str], rgb_e
     record = _frame_record(clip, t, depth, surface_ids(ch, palettes), groups)
     if "skeleton" in passes:
         write_png(out / "skeleton" / f"{name}.png", _skeleton(record, clip.width, clip.height))
-    if "rgb" in passes:
+    if pass_table.beauty(passes):
         show_rgb_only(stage, True)
         configure_rgb(scene, rgb_engine, clip.scene["engine"]["rgb_samples"])
-        write_png(out / "rgb" / f"{name}.png", rgb_image(_render_flat(scene, tmp_exr)))
+        if "rgb" in passes:
+            write_png(out / "rgb" / f"{name}.png", rgb_image(_render_flat(scene, tmp_exr)))
+        if "avatar" in passes:   # same light, no ground or sky in view: premultiplied colour = on black
+            show_ground(stage, False)
+            scene.render.film_transparent = True
+            write_png(out / "avatar" / f"{name}.png", rgb_image(_render_flat(scene, tmp_exr)))
+            show_ground(stage, True)
         show_rgb_only(stage, False)
         configure_flat(scene, stage.motion_vectors)
     if export_meshes:
@@ -278,7 +284,7 @@ def _assemble_meta(out: Path, clip: _Clip, enc: dict, groups: dict) -> Path:
                       joint_names={asset.skeleton: list(asset.joint_names) for _, asset, _ in clip.actors},
                       actors=[{"name": n, "body": a.body, "skeleton": a.skeleton, "instance_id": i + 1}
                               for i, (n, a, _) in enumerate(clip.actors)],
-                      keypoint_names=names, warnings=clip.warnings)
+                      keypoint_names=names, warnings=clip.warnings, caption=clip.scene.get("caption"))
     path = out / meta_mod.META
     with contextlib.suppress(OSError, ValueError):
         if json.loads(path.read_text()) == json.loads(json.dumps(meta_mod.jsonable(meta))):
@@ -378,7 +384,7 @@ def _render_frames(out: Path, clip: _Clip, todo: list[int], enc: dict, groups: d
     from render.stage import build_stage, show_rgb_only
 
     passes = clip.scene["passes"]
-    rgb_engine = resolve_rgb_engine(clip.scene["engine"]["rgb"]) if "rgb" in passes else "cycles"
+    rgb_engine = resolve_rgb_engine(clip.scene["engine"]["rgb"]) if pass_table.beauty(passes) else "cycles"
     stage = build_stage(clip.actors, clip.camera, clip.frames, clip.fps, clip.width, clip.height, clip.floor,
                         motion_vectors="flow" in passes)
     show_rgb_only(stage, False)

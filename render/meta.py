@@ -229,9 +229,10 @@ def frame_entry(index: int, time: float, K: np.ndarray, world_to_camera_cv: np.n
 
 def build_meta(*, fps: float, resolution: tuple[int, int], passes: dict[str, dict], frames: list[dict],
                joint_names: dict[str, list[str]], actors: list[dict],
-               keypoint_names: dict[str, list[str]] | None = None, warnings: list[str] | None = None) -> dict:
+               keypoint_names: dict[str, list[str]] | None = None, warnings: list[str] | None = None,
+               caption: str | None = None) -> dict:
     """The whole meta.json object (schema_version 1); ``frames_range`` from the frames' indices;
-    ``warnings`` (kept only when there are some) as the renderer printed them."""
+    ``warnings`` (kept only when there are some) as the renderer printed them; ``caption`` when given."""
     indices = [f["index"] for f in frames]
     used = {k for f in frames for a in f["actors"].values() for k in a["keypoints2d"]}
     if keypoint_names is None:
@@ -245,6 +246,8 @@ def build_meta(*, fps: float, resolution: tuple[int, int], passes: dict[str, dic
             "frames": frames}
     if warnings:
         meta["warnings"] = list(warnings)
+    if caption:
+        meta["caption"] = caption
     return meta
 
 

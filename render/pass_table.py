@@ -8,7 +8,8 @@ its producer in ``render.api`` (``_write_frame``).
 
 Producers: ``flat`` = one Cycles render per frame with 1 sample, no bounces, Raw view (exact values:
 normals, depth, ids, part colours, motion vectors); ``keypoints`` = drawn from the projected 3D joints
-(no render); ``beauty`` = a path-traced render of the textured, lit scene.
+(no render); ``beauty`` = a path-traced render of the textured, lit scene (``avatar``: the same render with
+the ground hidden from the camera and a transparent film, composited on black).
 """
 
 from __future__ import annotations
@@ -60,6 +61,8 @@ PASSES = (
          render_channels=4),
     Pass("rgb", "textured, lit avatars with ground and sky, path traced: the benchmark's ground truth", "beauty",
          (Output("rgb", "image", 3),), condition=False, default=False, render_channels=4),
+    Pass("avatar", "textured, lit avatars on black: the rgb render without ground or sky (AMG condition)", "beauty",
+         (Output("avatar", "image", 3, ("avatar",)),), default=False, render_channels=4),
 )
 FLAT_CHANNELS = 8                      # float channels of the flat render every pass shares
 
@@ -74,6 +77,11 @@ def default_passes() -> tuple[str, ...]:
 
 def get(name: str) -> Pass:
     return next(p for p in PASSES if p.name == name)
+
+
+def beauty(passes: list[str] | tuple[str, ...]) -> bool:
+    """Whether any of ``passes`` needs the path-traced render."""
+    return any(get(p).producer == "beauty" for p in passes)
 
 
 def outputs(passes: list[str] | tuple[str, ...] | None = None) -> list[Output]:

@@ -139,6 +139,10 @@ ENTRIES = {
     "rgb": lambda ctx: pass_entry("rgb", ext="png", dtype="uint8", channels=3, colour_space="sRGB", kind="image",
                                   encoding="textured, lit avatars on a grey ground under sky light and a sun, "
                                            "path traced, sRGB transfer of the scene-linear render"),
+    "avatar": lambda ctx: pass_entry("avatar", ext="png", dtype="uint8", channels=3, colour_space="sRGB",
+                                     kind="image", encoding="the rgb render's textured, lit avatars with the ground "
+                                     "hidden from the camera and a transparent film (sky and sun still light them), "
+                                     "premultiplied colour on black, sRGB transfer"),
 }
 
 

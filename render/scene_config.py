@@ -33,7 +33,7 @@ from render import pass_table
 from render.cameras import CAMERA_TYPES
 
 BODIES = ("anny", "smpl", "smplh", "smplx")
-_TOP = {"fps", "resolution", "frames", "actors", "camera", "passes", "engine"}
+_TOP = {"fps", "resolution", "frames", "actors", "camera", "passes", "engine", "caption"}
 _ACTOR = {"name", "body", "avatar", "motion", "position", "heading_deg"}
 _BODY = {"type", "model", "shape", "gender"}
 _ENGINE = {"rgb", "rgb_samples", "flat"}
@@ -196,7 +196,11 @@ def validate_scene(raw, where: str = "scene") -> dict:
         raise UserError("engine.rgb", f"must be auto, cycles or eevee, got {engine['rgb']!r}")
     if engine.get("flat", "cycles") != "cycles":
         raise UserError("engine.flat", "flat passes render with cycles (one sample, no filter: exact)")
+    caption = scene.get("caption")
+    if caption is not None and (not isinstance(caption, str) or not caption.strip()):
+        raise UserError("caption", f"must be a non-empty text (the clip's prompt in meta.json), got {caption!r}")
     return {
+        **({"caption": caption} if caption is not None else {}),
         "fps": fps, "resolution": [int(res[0]), int(res[1])], "frames": frames, "actors": actors,
         "camera": _camera(scene.get("camera", {"type": "orbit", "degrees": 90}), "camera"),
         "passes": list(dict.fromkeys(passes)),

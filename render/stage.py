@@ -132,3 +132,10 @@ def _fps_fraction(fps: float) -> tuple[int, float]:
 def show_rgb_only(stage: Stage, visible: bool) -> None:
     for obj in stage.rgb_only:
         obj.hide_render = not visible
+
+
+def show_ground(stage: Stage, visible: bool) -> None:
+    """The ground seen by the camera or not; hidden, it still casts shadows and bounces light."""
+    for obj in stage.rgb_only:
+        if obj.type == "MESH":
+            obj.visible_camera = visible

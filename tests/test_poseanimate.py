@@ -339,17 +339,14 @@ def test_windows_lead_with_the_anchor_and_generate_writes_a_video(passes, compon
     assert record["poseanimate"]["pacm_evaluations"] > 0 and (tmp_path / "out" / "video.mp4").is_file()
 
 
-SMOKE_CLIP = "/work/bench/smoke/clips/heldout_000"
-
-
-@pytest.mark.skipif(not __import__("os").path.isdir(SMOKE_CLIP), reason="the smoke benchmark's render is not here")
 def test_photo_source_pose_and_mask_come_from_mediapipe(tmp_path):
     """One of our path-traced renders given as a photo: MediaPipe's pose and mask agree with the
     render's own keypoints and mask pass (the independent evidence); --source-mask replaces the mask."""
     pytest.importorskip("mediapipe")
+    from _benchmark_util import smoke_dataset
     from diffusion.methods.poseanimate.source import photo_source, render_source
 
-    clip = PassesFolder.open(SMOKE_CLIP)
+    clip = PassesFolder.open(smoke_dataset(0) / "clips" / "heldout_000")   # the session's smoke build
     framing = Framing.cover(clip.resolution, (192, 192))  # 4x: MediaPipe needs a person of some size
     truth = render_source(clip, 0, framing, "mask")
     photo = photo_source(str(clip.root / "rgb" / "000000.png"), framing, None)

@@ -1,5 +1,6 @@
 """A synthetic passes folder (render/meta.py schema) of a moving stick figure, with skeleton, depth_png,
-normal and mask passes drawn from the same keypoints: for tests and benchmarks (no Blender needed).
+normal and mask passes (and, on request, rgb and avatar) drawn from the same keypoints: for tests and
+benchmarks (no Blender needed).
 
 Written with render/'s own writers (meta entries, PNG writer, the OpenPose drawing), so it holds the
 files ``avatarcine render`` would: the skeleton is the annotator drawing of the keypoints, the body
@@ -22,7 +23,10 @@ POSE = np.array([[.5, .12], [.5, .25], [.38, .26], [.34, .42], [.32, .56], [.62,
                  [.43, .55], [.42, .73], [.42, .92], [.57, .55], [.58, .73], [.58, .92],
                  [.48, .1], [.52, .1], [.46, .11], [.54, .11]])
 PASS_NAMES = ("skeleton", "depth_png", "normal", "mask")
-OPTIONAL_PASSES = ("rgb",)  # written only when asked: a red figure on grey (a source image for PoseAnimate)
+# written only when asked: a red figure on grey (a source image for PoseAnimate), the figure in one skin
+# tone on black (AMG's avatar condition)
+OPTIONAL_PASSES = ("rgb", "avatar")
+SKIN = (205, 150, 125)
 NEAR, STEP = 2.0, 0.1  # metres: the figure's depth at frame 0, and how much farther each frame
 
 
@@ -43,6 +47,8 @@ def _entries(passes: tuple[str, ...], near: float, far: float) -> dict[str, dict
         "mask": pass_entry("mask", ext="png", dtype="uint8", channels=1, colour_space="raw", kind="mask",
                            encoding="binary foreground: 255 where any actor covers the pixel, else 0"),
         "rgb": standard_pass("image", "rgb"),
+        "avatar": pass_entry("avatar", ext="png", dtype="uint8", channels=3, colour_space="sRGB", kind="image",
+                             encoding="the figure in one skin tone on black"),
     }
     unknown = set(passes) - set(entries)
     if unknown:
@@ -69,8 +75,10 @@ def write_passes(root: Path, frames: int = 3, size: tuple[int, int] = (64, 64), 
         z = np.where(body, NEAR + STEP * i, np.inf)
         rgb = np.full((h, w, 3), 90, np.uint8)
         rgb[body] = (220, 80, 60)
+        avatar = np.zeros((h, w, 3), np.uint8)
+        avatar[body] = SKIN
         images = {"skeleton": skeleton, "depth_png": encode_depth(z, near, far, 8), "normal": normal,
-                  "mask": body.astype(np.uint8) * 255, "rgb": rgb}
+                  "mask": body.astype(np.uint8) * 255, "rgb": rgb, "avatar": avatar}
         for name in passes:
             write_png(root / entries[name]["dir"] / f"{i:06d}.png", images[name])
         actors = {"a": actor_frame(np.zeros((18, 3)), {"openpose18": body_kp})}

@@ -21,9 +21,9 @@ TINY_CONTEXT = 32    # tiny cross-attention width (SD 1.5: 768)
 
 
 def load_sd15(model: str, *, scheduler: str = "ddim", device: str | None = None, dtype: str | None = None,
-              model_config: str | None = None, unet_subfolder: str = "unet") -> Components:
+              model_config: str | None = None, unet_subfolder: str | None = "unet") -> Components:
     """An SD 1.5-family base on one device/dtype, frozen for inference (``unet_subfolder``: e.g. an
-    inpainting UNet kept beside the plain one)."""
+    inpainting UNet kept beside the plain one; None: no UNet, the caller loads another kind)."""
     from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
     from transformers import CLIPTextModel, CLIPTokenizer
 
@@ -37,12 +37,13 @@ def load_sd15(model: str, *, scheduler: str = "ddim", device: str | None = None,
         unet, vae, text_encoder, tokenizer = pipe.unet, pipe.vae, pipe.text_encoder, pipe.tokenizer
         scheduler_config = pipe.scheduler.config
     else:
-        unet = load_pretrained(UNet2DConditionModel, base, subfolder=unet_subfolder, torch_dtype=dt)
+        unet = (load_pretrained(UNet2DConditionModel, base, subfolder=unet_subfolder, torch_dtype=dt)
+                if unet_subfolder else None)
         vae = load_pretrained(AutoencoderKL, base, subfolder="vae", torch_dtype=dt)
         text_encoder = load_pretrained(CLIPTextModel, base, subfolder="text_encoder", dtype=dt)
         tokenizer = load_pretrained(CLIPTokenizer, base, subfolder="tokenizer")
         scheduler_config = load_pretrained(DDIMScheduler, base, subfolder="scheduler").config
-    prepare_modules(dev, unet, vae, text_encoder)
+    prepare_modules(dev, *(m for m in (unet, vae, text_encoder) if m is not None))
     return Components(unet=unet, vae=vae, text_encoder=text_encoder, tokenizer=tokenizer,
                       scheduler=make_scheduler(scheduler, scheduler_config), device=dev, dtype=dt, sources=sources)
 
