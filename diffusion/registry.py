@@ -3,7 +3,7 @@
 ``avatarcine generate --method M``, ``avatarcine train RECIPE CONFIG``, ``avatarcine methods``,
 ``avatarcine bench methods`` and the Blender add-on all read this table. It names modules only, so
 reading it imports neither torch nor the methods; a method module defines ``METHOD`` (a
-``diffusion.sampling.run.Method``), a recipe module defines ``RECIPE`` (a
+``diffusion.sampling.method.Method``), a recipe module defines ``RECIPE`` (a
 ``diffusion.training.trainer.Recipe``).
 
 Adding a method: one module in ``diffusion/methods/``, its recipes in ``diffusion/training/recipes/``,
