@@ -18,6 +18,14 @@ def tiny_dir(tmp_path_factory):
     return write_tiny_models(tmp_path_factory.mktemp("cache") / VERSION)
 
 
+def run_method(method, passes, components, settings):
+    """``method.run`` with the scheduler ``settings`` names (module fixtures share one components object)."""
+    from diffusion.loaders.schedulers import make_scheduler
+
+    components.scheduler = make_scheduler(settings.scheduler, components.scheduler.config)
+    return method.run(passes, settings, components)
+
+
 @pytest.fixture(scope="module", autouse=False)
 def one_thread():
     """Tiny models gain nothing from intra-op threads; one thread avoids OpenMP spin-waits on a busy CI."""

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from _diffusion_util import one_thread, tiny_dir  # noqa: F401  (fixtures)
+from _diffusion_util import one_thread, tiny_dir, run_method  # noqa: F401  (fixtures)
 from diffusion.io.conditioning import Framing, load_condition
 from diffusion.io.passes import PassesFolder
 from diffusion.io.synthetic_passes import write_passes
@@ -45,8 +45,7 @@ def components(tiny_dir):
 
 
 def _run(passes, components, settings):
-    components.scheduler = make_scheduler(settings.scheduler, components.scheduler.config)
-    return METHOD.run(passes, settings, components)
+    return run_method(METHOD, passes, components, settings)
 
 
 @pytest.mark.parametrize("scheduler", ["ddim", "euler", "dpm"])

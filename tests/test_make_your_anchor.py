@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from _diffusion_util import add_rgb, one_thread, tiny_dir  # noqa: F401  (fixtures)
+from _diffusion_util import add_rgb, one_thread, tiny_dir, run_method  # noqa: F401  (fixtures)
 from diffusion.io.conditioning import Framing, load_condition
 from diffusion.io.passes import PassesFolder
 from diffusion.io.synthetic_passes import write_passes
@@ -45,9 +45,8 @@ def components(mya_dir):
     return METHOD.load(_settings(mya_dir))
 
 
-def _run(passes, c, s):
-    c.scheduler = make_scheduler(s.scheduler, c.scheduler.config)
-    return METHOD.run(passes, s, c)
+def _run(passes, components, settings):
+    return run_method(METHOD, passes, components, settings)
 
 
 def _tokens(c, passes):

@@ -142,3 +142,20 @@ class Components:
     @property
     def latent_channels(self) -> int:
         return int(self.vae.config.latent_channels)
+
+
+def read_safetensors(path: Path, meta_key: str) -> tuple[dict[str, torch.Tensor], object]:
+    """(tensors, the JSON under ``meta_key`` in the file's metadata or None) of a safetensors file;
+    an unreadable file is a one-line error naming it."""
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            raw = (f.metadata() or {}).get(meta_key)
+            tensors = {k: f.get_tensor(k) for k in f.keys()}
+    except (OSError, ValueError, RuntimeError, SafetensorError) as exc:
+        raise UserError(path, f"not a readable safetensors file ({' '.join(str(exc).split())[:200]})") from None
+    try:
+        return tensors, None if raw is None else json.loads(raw)
+    except ValueError:
+        raise UserError(path, f"its {meta_key!r} metadata is not JSON") from None

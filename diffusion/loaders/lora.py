@@ -61,17 +61,12 @@ def save_lora(model: torch.nn.Module, path: str | Path, metadata: dict, extra: d
 
 def read_lora(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
     """(tensors, metadata) of a file written by :func:`save_lora`; one-line errors for anything else."""
-    from safetensors import SafetensorError, safe_open
+    from diffusion.loaders.common import read_safetensors
 
     path = Path(path)
     if not path.is_file():
         raise UserError(path, "no such LoRA file")
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            metadata = json.loads((f.metadata() or {}).get(META_KEY, "null"))
-            tensors = {k: f.get_tensor(k) for k in f.keys()}
-    except (OSError, ValueError, RuntimeError, SafetensorError) as exc:
-        raise UserError(path, f"not a readable safetensors file ({' '.join(str(exc).split())[:200]})") from None
+    tensors, metadata = read_safetensors(path, META_KEY)
     if not isinstance(metadata, dict):
         raise UserError(path, "has no avatarcine LoRA metadata (rank, alpha, targets)")
     return tensors, metadata

@@ -147,16 +147,11 @@ def weights_file(source: str | Path) -> Path:
 def load_temporal(unet: nn.Module, source: str | Path) -> dict:
     """Inflate ``unet`` unless it is, then load the stage-2 tensors of ``source`` (a file or the
     training output folder); returns the file's metadata. Every stage-2 tensor must be in the file."""
-    from safetensors import SafetensorError
-    from safetensors.torch import safe_open
+    from diffusion.loaders.common import read_safetensors
 
     file = weights_file(source)
-    try:
-        with safe_open(str(file), framework="pt") as f:
-            metadata = json.loads((f.metadata() or {}).get(META_KEY, "{}"))
-            tensors = {k: f.get_tensor(k) for k in f.keys()}
-    except (OSError, ValueError, RuntimeError, SafetensorError) as exc:
-        raise UserError(file, f"not a readable safetensors file ({' '.join(str(exc).split())[:200]})") from None
+    tensors, metadata = read_safetensors(file, META_KEY)
+    metadata = metadata or {}
     if not is_inflated(unet):
         inflate(unet)
     expected = {k for k in unet.state_dict() if is_trainable(k)}
