@@ -54,3 +54,23 @@ def add_rgb(root: Path, source: str = "mask") -> Path:
                              "encoding": "synthetic target"}
     (root / "meta.json").write_text(json.dumps(meta))
     return root
+
+
+def assert_frozen(c, tiny_dir, skip_lora: bool = False):
+    """The components' UNet, VAE and text encoder equal the tiny stock ones and train nothing (with
+    ``skip_lora``: nothing but their LoRA layers)."""
+    import torch
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+    from transformers import CLIPTextModel
+
+    stock = {"unet": UNet2DConditionModel.from_pretrained(tiny_dir, subfolder="unet"),
+             "vae": AutoencoderKL.from_pretrained(tiny_dir, subfolder="vae"),
+             "text_encoder": CLIPTextModel.from_pretrained(tiny_dir, subfolder="text_encoder")}
+    for name, reference in stock.items():
+        used = getattr(c, name).state_dict()
+        for key, value in reference.state_dict().items():
+            if key not in used:  # a LoRA-wrapped layer keeps its weight as base_layer
+                key = key.replace(".weight", ".base_layer.weight").replace(".bias", ".base_layer.bias")
+            assert torch.equal(used[key], value), f"{name}.{key} changed"
+        trainable = [n for n, p in getattr(c, name).named_parameters() if p.requires_grad]
+        assert all("lora_" in n for n in trainable) if skip_lora else not trainable

@@ -14,7 +14,7 @@ import torch
 import yaml
 from torch.utils.data import default_collate
 
-from _diffusion_util import add_rgb, one_thread, tiny_dir  # noqa: F401  (fixtures)
+from _diffusion_util import add_rgb, assert_frozen, one_thread, tiny_dir  # noqa: F401  (fixtures)
 from diffusion.io.passes import PassesFolder
 from diffusion.io.synthetic_passes import write_passes
 from diffusion.training.recipes.dancing_avatar_frames import RECIPE as FRAMES, InterFrameTrainConfig
@@ -51,23 +51,6 @@ def _fit(recipe, config):
     return trainer, _fixed_losses(recipe, trainer, batch), before
 
 
-def _assert_frozen(c, tiny_dir, skip_lora: bool = False):
-    from diffusers import AutoencoderKL, UNet2DConditionModel
-    from transformers import CLIPTextModel
-
-    stock = {"unet": UNet2DConditionModel.from_pretrained(tiny_dir, subfolder="unet"),
-             "vae": AutoencoderKL.from_pretrained(tiny_dir, subfolder="vae"),
-             "text_encoder": CLIPTextModel.from_pretrained(tiny_dir, subfolder="text_encoder")}
-    for name, reference in stock.items():
-        used = getattr(c, name).state_dict()
-        for key, value in reference.state_dict().items():
-            if key not in used:  # a LoRA-wrapped layer keeps its weight as base_layer
-                key = key.replace(".weight", ".base_layer.weight").replace(".bias", ".base_layer.bias")
-            assert torch.equal(used[key], value), f"{name}.{key} changed"
-        trainable = [n for n, p in getattr(c, name).named_parameters() if p.requires_grad]
-        assert all("lora_" in n for n in trainable) if skip_lora else not trainable
-
-
 # ------------------------------------------------------------------------------------------------
 # inter-frame module
 
@@ -86,7 +69,7 @@ def test_interframe_training_lowers_the_loss_and_trains_only_the_module(frames_r
     assert np.all(after < 0.9 * before), (before, after)
     assert InterFrameTrainConfig.model_fields["learning_rate"].default == 5e-5  # the paper's AdamW lr
     c = trainer.setup.extra["components"]
-    _assert_frozen(c, tiny_dir)
+    assert_frozen(c, tiny_dir)
     pose = trainer.setup.extra["pose"]
     stock = ControlNetModel.from_pretrained(tiny_dir / "controlnet-openpose").state_dict()
     assert all(torch.equal(v, stock[k]) for k, v in pose.state_dict().items())
@@ -178,7 +161,7 @@ def test_lora_training_lowers_the_loss_and_trains_only_attn2_lora(lora_run, tiny
     # does (measured: 1.14 -> 1.01 mean); every fixed-batch loss falls, the mean by more than 8%
     assert np.all(after < before) and after.mean() < 0.92 * before.mean(), (before, after)
     c = trainer.setup.extra["components"]
-    _assert_frozen(c, tiny_dir, skip_lora=True)
+    assert_frozen(c, tiny_dir, skip_lora=True)
     now = _state(c.unet)
     changed = {k for k in now if not torch.equal(now[k], unet_before[k])}
     assert changed and all(".lora_" in k and ".attn2." in k for k in changed)

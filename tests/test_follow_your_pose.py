@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from _diffusion_util import one_thread, tiny_dir, run_method  # noqa: F401  (fixtures)
+from _diffusion_util import one_thread, run_method, tiny_dir  # noqa: F401  (fixtures)
 from diffusion.attention.frames import frame_attention_rules
 from diffusion.attention.install import FrameInfo, processors
 from diffusion.io.conditioning import Framing, load_condition

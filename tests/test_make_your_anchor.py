@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from _diffusion_util import add_rgb, one_thread, tiny_dir, run_method  # noqa: F401  (fixtures)
+from _diffusion_util import add_rgb, one_thread, run_method, tiny_dir  # noqa: F401  (fixtures)
 from diffusion.io.conditioning import Framing, load_condition
 from diffusion.io.passes import PassesFolder
 from diffusion.io.synthetic_passes import write_passes

@@ -222,7 +222,7 @@ def test_video_pair_loads_and_mismatches_are_one_line_errors(mya_dir, clip, tmp_
 
     folder = PassesFolder.open(clip)
     rgb = [np.rint(folder.read("rgb", i)[..., :3] * 255).astype(np.uint8) for i in folder.indices]
-    bare = write_passes(tmp_path / "bare", frames=4)  # no rgb pass: the video is the target
+    write_passes(tmp_path / "bare", frames=4)  # no rgb pass: the video is the target
     _video(tmp_path / "clip.mp4", rgb, folder.fps)
     config = RECIPE.load_config(_yaml(tmp_path / "v.yaml", data=[{"passes": "bare", "video": "clip.mp4"}],
                                       passes=["normal"], model=str(mya_dir), resolution=64, output="out", steps=1))

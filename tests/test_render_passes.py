@@ -121,7 +121,7 @@ def test_flow_follows_the_walk(duo):
     """ann walks +x at 0.6 m/s: forward flow on her pixels points right by about her image speed."""
     from render.projection import project
     _, out, meta, _ = duo
-    f0, f1 = meta["frames"][0], meta["frames"][1]
+    f0 = meta["frames"][0]
     flow = cv2.imread(str(out / "flow" / "000000.exr"), cv2.IMREAD_UNCHANGED)[..., ::-1][..., :2]  # R, G = dx, dy
     ids = _read(out / "instance" / "000000.png")
     m0, m1 = np.load(out / "meshes" / "000000.npz"), np.load(out / "meshes" / "000001.npz")
