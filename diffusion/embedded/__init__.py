@@ -30,7 +30,7 @@ def file_table(folder: Path) -> dict[str, dict]:
     return out
 
 
-def verify(folder: Path = FOLDER, record: Path = RECORD) -> Path:
+def verify(folder: Path, record: Path) -> Path:
     """``folder`` if its files are exactly those ``record`` lists (sizes and hashes); else a UserError."""
     if not record.is_file() or not folder.is_dir():
         raise UserError(NAME, f"the embedded model is not installed ({folder}); reinstall avatarcine")
@@ -49,4 +49,4 @@ def verify(folder: Path = FOLDER, record: Path = RECORD) -> Path:
 
 def embedded_dir() -> str:
     """The checked embedded model folder."""
-    return str(verify())
+    return str(verify(FOLDER, RECORD))
