@@ -59,13 +59,13 @@ def test_generate_refuses_a_tampered_embedded_model(tmp_path, monkeypatch, capsy
 
     folder = tmp_path / "model"
     shutil.copytree(embedded.FOLDER, folder)
-    (folder / "reference.png").write_bytes((folder / "reference.png").read_bytes()[:-1])
+    (folder / "vae" / "config.json").write_text((folder / "vae" / "config.json").read_text()[:-2])
     monkeypatch.setattr(embedded, "FOLDER", folder)
     passes = write_passes(tmp_path / "clip", frames=2, size=(32, 32))
     code = main(["generate", str(passes), "--method", "make-your-anchor", "--model", "embedded", "--condition",
                  "normal", "--steps", "1", "-o", str(tmp_path / "out")])
     err = capsys.readouterr().err.strip()
-    assert code == 2 and len(err.splitlines()) == 1 and "reference.png" in err and "files.json" in err
+    assert code == 2 and len(err.splitlines()) == 1 and "vae/config.json" in err and "files.json" in err
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,8 @@
   tiny text encoder + tokenizer (the empty-text unconditional branch only) and a frozen tiny CLIP
   vision tower (seeded random weights, see below);
 - ``ship MODEL``: copy a trained folder into the package (``diffusion/embedded/model``) and record
-  its files' sizes and hashes in ``files.json``.
+  its files' sizes and hashes in ``files.json``;
+- ``strip DEMO_OUT -o PNG``: demo frames above their ``mesh`` pass (the README's image).
 
 Reference tokens (a documented substitute for a trained CLIP encoder): the model is person-specific
 and its reference is always the shipped ``reference.png``, so the tokens only need to be a fixed,
@@ -32,7 +33,7 @@ UNET = dict(layers_per_block=1, block_out_channels=(64, 128), down_block_types=(
 CONDITION_EMBEDDING = (16, 32, 64, 64)  # the ControlNet's condition encoder: downsamples by 8, like the VAE
 VAE_CONFIG = dict(resolution=128, block_out_channels=[16, 32, 64, 64], latent_channels=8, steps=600, batch_size=4,
                   learning_rate=1.0e-3, checkpoint_every=200, checkpoints_total_limit=1, validate_every=200)
-MYA_CONFIG = dict(resolution=128, passes=["mesh"], stage=2, steps=1000, batch_size=8, learning_rate=5.0e-4,
+MYA_CONFIG = dict(resolution=128, passes=["mesh"], stage=2, steps=1700, batch_size=8, learning_rate=5.0e-4,
                   lr_scheduler="constant_with_warmup", warmup_steps=50, reference_dropout=0.0, checkpoint_every=100,
                   checkpoints_total_limit=1,
                   validate_every=500, validation_steps=10)
@@ -101,6 +102,25 @@ def ship(model: str, folder: Path | None = None, record: Path | None = None) -> 
     return folder
 
 
+def write_strip(demo: str, out: str, count: int = 6) -> Path:
+    """A PNG of ``count`` evenly spaced demo frames (top) above their ``mesh`` pass (bottom)."""
+    import imageio.v2 as imageio
+    import numpy as np
+
+    from diffusion.io.passes import PassesFolder
+
+    passes = PassesFolder.open(Path(demo) / "passes")
+    frames = sorted((Path(demo) / "generation" / "frames").glob("*.png"))
+    if len(frames) != len(passes.indices):
+        raise UserError(demo, "is not a finished `avatarcine demo` output")
+    picks = np.linspace(0, len(frames) - 1, count).round().astype(int)
+    mesh = passes.resolve("mesh")
+    top = [np.asarray(imageio.imread(frames[i]))[..., :3] for i in picks]
+    bottom = [np.rint(passes.read(mesh, passes.indices[i])[..., :3] * 255).astype(np.uint8) for i in picks]
+    imageio.imwrite(out, np.concatenate([np.concatenate(top, 1), np.concatenate(bottom, 1)], 0))
+    return Path(out)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m diffusion.embedded", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="step", required=True)
@@ -112,14 +132,19 @@ def main(argv: list[str] | None = None) -> int:
     b.add_argument("-o", "--output", required=True, metavar="BASE")
     s = sub.add_parser("ship", help="copy a trained model into the package and record its files")
     s.add_argument("model")
+    t = sub.add_parser("strip", help="a PNG of demo frames above their mesh pass (the README's image)")
+    t.add_argument("demo", metavar="DEMO_OUT")
+    t.add_argument("-o", "--output", required=True, metavar="PNG")
     args = parser.parse_args(argv)
     try:
         if args.step == "configs":
             print("\n".join(str(p) for p in write_configs(args.dataset, args.output)))
         elif args.step == "base":
             print(write_base(args.vae, args.output))
-        else:
+        elif args.step == "ship":
             print(ship(args.model))
+        else:
+            print(write_strip(args.demo, args.output))
     except UserError as exc:
         print(f"error: {exc}")
         return 2
