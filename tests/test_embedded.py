@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from _diffusion_util import add_rgb, one_thread  # noqa: F401  (fixtures)
+from _diffusion_util import add_rgb, one_thread, tiny_dir  # noqa: F401  (fixtures)
 from diffusion import embedded
 from diffusion.io.passes import PassesFolder
 from diffusion.io.synthetic_passes import write_passes
@@ -136,3 +136,22 @@ def test_vae_recipe_trains_and_records_the_latent_scale(tmp_path):
     from diffusion.training.recipes.vae import new_vae
     start = new_vae(config).state_dict()
     assert any(not torch.equal(start[k], v) for k, v in vae.state_dict().items())
+
+
+def test_bench_rows_of_a_trained_model_do_not_train(tiny_dir, tmp_path, monkeypatch):
+    from diffusion.benchmark import harness
+    from diffusion.benchmark.harness import Budget
+    from diffusion.loaders.tiny import MARKER
+    from diffusion.methods.make_your_anchor import METHOD
+    from diffusion.methods.make_your_anchor import bench as mya_bench
+    from diffusion.methods.make_your_anchor.model import write_tiny_mya
+
+    folder = write_tiny_mya(tiny_dir, tmp_path / "mya")
+    assert mya_bench.trained_model("tiny") is None and mya_bench.trained_model(str(folder)) is None  # random: trained
+    (folder / MARKER).unlink()                                  # now it stands for a trained folder
+    assert mya_bench.trained_model(str(folder)) == str(folder)
+    assert mya_bench.trained_model("embedded") == str(embedded.FOLDER)
+    monkeypatch.setattr(harness, "train_timed", lambda *a: pytest.fail("a trained model must not be retrained"))
+    rows = mya_bench.rows(METHOD, Budget(model=str(folder), sample_steps=2), [], tmp_path / "work", 0, 32)
+    assert [r.name.split(") ")[-1] for r in rows] == [f"make-your-anchor ({folder})", "no temporal denoising",
+                                                      "per frame"]

@@ -33,7 +33,7 @@ UNET = dict(layers_per_block=1, block_out_channels=(64, 128), down_block_types=(
 CONDITION_EMBEDDING = (16, 32, 64, 64)  # the ControlNet's condition encoder: downsamples by 8, like the VAE
 VAE_CONFIG = dict(resolution=128, block_out_channels=[16, 32, 64, 64], latent_channels=8, steps=600, batch_size=4,
                   learning_rate=1.0e-3, checkpoint_every=200, checkpoints_total_limit=1, validate_every=200)
-MYA_CONFIG = dict(resolution=128, passes=["mesh"], stage=2, steps=1700, batch_size=8, learning_rate=5.0e-4,
+MYA_CONFIG = dict(resolution=128, passes=["mesh"], stage=2, steps=1500, batch_size=8, learning_rate=5.0e-4,
                   lr_scheduler="constant_with_warmup", warmup_steps=50, reference_dropout=0.0, checkpoint_every=100,
                   checkpoints_total_limit=1,
                   validate_every=500, validation_steps=10)
