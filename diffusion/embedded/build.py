@@ -35,8 +35,7 @@ VAE_CONFIG = dict(resolution=128, block_out_channels=[16, 32, 64, 64], latent_ch
                   learning_rate=1.0e-3, checkpoint_every=200, checkpoints_total_limit=1, validate_every=200)
 MYA_CONFIG = dict(resolution=128, passes=["mesh"], stage=2, steps=1500, batch_size=8, learning_rate=5.0e-4,
                   lr_scheduler="constant_with_warmup", warmup_steps=50, reference_dropout=0.0, checkpoint_every=100,
-                  checkpoints_total_limit=1,
-                  validate_every=500, validation_steps=10)
+                  checkpoints_total_limit=1, validate_every=500, validation_steps=10)
 
 
 def write_base(vae_folder: str, out: str) -> Path:
