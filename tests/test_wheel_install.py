@@ -82,3 +82,18 @@ def test_wheel_install_renders(installed, tmp_path):
                                                      "camera": {"type": "static"}, "passes": ["mask", "skeleton"]}))
     _run([venv / "bin" / "avatarcine", "render", "scene.json", "-o", "out", "--no-previews"], tmp_path, env)
     assert len(json.loads((tmp_path / "out" / "meta.json").read_text())["frames"]) == 2
+
+
+def test_wheel_install_loads_the_embedded_model_offline(installed, tmp_path):
+    """``--model embedded`` resolves to the installed package's copy (checked against its files.json)
+    and loads through from_pretrained with the hub offline."""
+    venv, env = installed
+    code = ("import json; from diffusion.embedded import embedded_dir; "
+            "from diffusion.methods.make_your_anchor import METHOD; "
+            "s = METHOD.settings(model='embedded', device='cpu'); c = METHOD.load(s); "
+            "print(json.dumps([embedded_dir(), c.sources, c.unet.config.cross_attention_dim]))")
+    folder, sources, width = json.loads(_run([venv / "bin" / "python", "-c", code], tmp_path, env).stdout.splitlines()[-1])
+    assert Path(folder).resolve().is_relative_to(venv.resolve()) and not Path(folder).is_relative_to(REPO)
+    assert all(Path(sources[k]).resolve().is_relative_to(venv.resolve()) for k in ("model", "controlnet", "image_encoder"))
+    assert width == json.loads((REPO / "diffusion" / "embedded" / "model" / "unet" / "config.json").read_text())[
+        "cross_attention_dim"]

@@ -18,9 +18,10 @@ def register_bench(bench_sub: argparse._SubParsersAction) -> None:
                     "motion-file windows under seeded cameras; every clip is rendered with all condition passes, "
                     "flow and the rgb ground truth. Splits: train, heldout (new motions and cameras), "
                     "heldout_identity (new people). The same seed gives byte-identical images.")
-    d.add_argument("--size", choices=("smoke", "small", "full"), default="smoke",
+    d.add_argument("--size", choices=("smoke", "small", "full", "default-avatar"), default="smoke",
                    help="smoke: 4 clips x 4 frames at 48 px (seconds); small: 26 x 24 at 128 px (minutes); "
-                        "full: 176 x 72 at 512 px (hours)")
+                        "full: 176 x 72 at 512 px (hours); default-avatar: 36 x 16 at 128 px of the shipped default "
+                        "avatar only (the embedded model's data; rgb, mesh, mask, skeleton, depth, flow)")
     d.add_argument("--seed", type=int, default=0, help="dataset seed (identities, motions, cameras, pairing)")
     d.add_argument("--motion-file", action="append", default=[], metavar="FILE",
                    help="also cut motions from this file (any format `avatarcine motion info` reads); repeatable")
@@ -60,6 +61,8 @@ def register_bench(bench_sub: argparse._SubParsersAction) -> None:
     m.add_argument("--prompt", default="a person", help="training caption and generation prompt")
     m.add_argument("--device", help="cuda | mps | cpu (default: best available)")
     m.add_argument("--seed", type=int, default=0, help="training and sampling seed")
+    m.add_argument("--pose-detector", metavar="ONNX|mediapipe",
+                   help="score pose with this detector, as `avatarcine eval --pose-detector` (default: no pose metrics)")
     m.add_argument("-o", "--output", required=True, metavar="DIR", help="report folder")
     m.add_argument("--no-plots", action="store_true",
                    help="write only the table (no per-split evaluation reports and plots)")
@@ -109,7 +112,8 @@ def cmd_methods(args) -> int:
 
     budget = Budget(steps=args.steps, resolution=args.resolution, batch_size=args.batch_size,
                     learning_rate=args.learning_rate, sample_steps=args.sample_steps, cfg=args.cfg, model=args.model,
-                    passes=args.passes, prompt=args.prompt, device=args.device)
+                    passes=args.passes, prompt=args.prompt, device=args.device,
+                    pose_detector=args.pose_detector)
     start = time.perf_counter()
     table = run_harness(args.dataset, args.output, args.methods, budget, seed=args.seed, force=args.force,
                         reports=not args.no_plots)

@@ -74,12 +74,23 @@ class Size:
     cameras: tuple[int, int]     # train, held out
     clips: tuple[int, int, int]  # train, heldout, heldout_identity
     rgb_samples: int
+    identity: str | None = None  # "default": every clip worn by the shipped default avatar (identities (1, 0))
+    passes: tuple[str, ...] | None = None  # None: every pass
+
+    def spec(self) -> dict:
+        """The plan's ``spec``: the fields, without the optional ones left unset (so older plans and
+        manifests stay equal to what this code plans)."""
+        return {k: v for k, v in dataclasses.asdict(self).items() if v is not None}
 
 
 SIZES = {
     "smoke": Size(48, 8.0, 4, (2, 1), (2, 1), (2, 1), (2, 1, 1), 4),
     "small": Size(128, 12.0, 24, (6, 2), (6, 3), (4, 2), (16, 6, 4), 16),
     "full": Size(512, 24.0, 72, (32, 8), (32, 8), (12, 4), (128, 32, 16), 64),
+    # the embedded model's data (diffusion/embedded): the default avatar only, the passes it trains on
+    # (rgb target, mesh condition, mask for masked metrics, skeleton for retrieval, flow + depth for warping error)
+    "default-avatar": Size(128, 12.0, 16, (1, 0), (20, 4), (10, 4), (30, 6, 0), 16, identity="default",
+                    passes=("mesh", "mask", "skeleton", "depth", "flow", "rgb")),
 }
 
 
@@ -155,7 +166,12 @@ def make_plan(size_name: str, seed: int, motion_files: list[str] | None = None) 
         raise UserError("--seed", f"must be a non-negative integer, got {seed}")
     size = SIZES[size_name]
     n_id, n_unseen = size.identities
-    identities = [draw_identity(seed, k) for k in range(n_id + n_unseen)]
+    if size.identity == "default":
+        from motion.bodies.default_avatar import DEFAULT
+
+        identities = [DEFAULT]
+    else:
+        identities = [draw_identity(seed, k) for k in range(n_id + n_unseen)]
     motions = draw_motions(seed, size, list(motion_files or []))
     cameras = [{"id": f"c{k:03d}", **draw_camera(seed, k)} for k in range(sum(size.cameras))]
     groups = {
@@ -182,8 +198,8 @@ def make_plan(size_name: str, seed: int, motion_files: list[str] | None = None) 
     seen_pairs = [seen_pairs[i] for i in pairing.permutation(len(seen_pairs))]
     unseen = clips("heldout_identity", seen_pairs, groups["identities"][1], size.clips[2])
     plan = {
-        "format": FORMAT, "seed": int(seed), "size": size_name, "spec": dataclasses.asdict(size),
-        "passes": PASSES,
+        "format": FORMAT, "seed": int(seed), "size": size_name, "spec": size.spec(),
+        "passes": list(size.passes or PASSES),
         "identities": [{**i.to_json(), "split": "train" if i.id in groups["identities"][0] else "unseen",
                         "avatar": f"identities/{i.id}.avatar.npz"} for i in identities],
         "motions": [{**m, "split": "train" if m["id"] in groups["motions"][0] else "heldout",
@@ -301,9 +317,16 @@ def _build_on_ray(out: Path, plan: dict, clips: list[dict], verbose: bool, addre
 
 def build_identity(out: Path, entry: dict) -> None:
     """A plan identity's avatar and appearance record, unless already written."""
+    from motion.bodies.default_avatar import DEFAULT, SHIPPED
+
     path = out / entry["avatar"]
     if not path.is_file():
-        write_identity(Identity.from_json(entry), path)
+        identity = Identity.from_json(entry)
+        if identity == DEFAULT:                  # the shipped bake of this identity: no Anny needed
+            path.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(SHIPPED, path)
+        else:
+            write_identity(identity, path)
         save_json(path.with_name(f"{entry['id']}.json"), entry)
 
 

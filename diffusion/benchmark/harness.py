@@ -50,6 +50,7 @@ class Budget:
     passes: list[str] = field(default_factory=lambda: ["openpose"])  # condition passes of the ControlNet
     prompt: str = "a person"           # training caption and generation prompt
     device: str | None = None
+    pose_detector: str | None = None   # eval's pose detector (an ONNX model or "mediapipe"); None: no pose metrics
 
     def __post_init__(self):
         if self.steps < 1 or self.batch_size < 1 or self.sample_steps < 1:
@@ -167,7 +168,8 @@ def run_harness(dataset_dir: str | Path, out_dir: str | Path, methods: list[str]
                 budget: Budget | None = None, seed: int = 0, force: bool = False, reports: bool = True) -> dict:
     """Train, generate, evaluate (see the module doc); returns the table written to ``OUT/table.json``.
     ``reports=False`` skips the per-split evaluation reports and their plots (the table is the same)."""
-    from diffusion.evaluation.evaluate import evaluate
+    from diffusion.evaluation.evaluate import Networks, evaluate
+    from diffusion.evaluation.mediapipe_pose import MEDIAPIPE
     from diffusion.evaluation.report import json_value, write_report
     from diffusion.io.output import write_generation
     from diffusion.io.passes import PassesFolder
@@ -204,6 +206,8 @@ def run_harness(dataset_dir: str | Path, out_dir: str | Path, methods: list[str]
                 skipped[name] = "the method defines no benchmark rows"
 
     names = [r.name for r in rows]
+    detector = budget.pose_detector
+    nets = Networks(pose_detector=detector if detector in (None, MEDIAPIPE) else Path(detector))
     generate_seconds = {r.name: 0.0 for r in rows}
     frame_count = 0
     table_rows, splits_info = [], {}
@@ -225,7 +229,7 @@ def run_harness(dataset_dir: str | Path, out_dir: str | Path, methods: list[str]
                 write_generation(gen, pred, force=True)
                 pred_dirs.append(pred)
             frame_count += len(passes.indices)
-            result = evaluate(pred_dirs, gt)
+            result = evaluate(pred_dirs, gt, nets)
             result["methods"] = {name: result["methods"][Path(p).name] for name, p in zip(names, pred_dirs)} | {
                 GROUND_TRUTH: result["methods"][GROUND_TRUTH]}
             per_clip.append(result)

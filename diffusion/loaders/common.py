@@ -100,10 +100,14 @@ def load_pretrained(cls, model: str, **kwargs):
 
 
 def resolve_model(model: str) -> str:
-    """``tiny`` -> the tiny-model folder (written on first use); anything else unchanged."""
+    """``tiny`` -> the tiny-model folder (written on first use); ``embedded`` -> the model shipped in
+    the package (``diffusion.embedded``, its files checked); anything else unchanged."""
     if model == TINY:
         from diffusion.loaders.tiny import tiny_models_dir
         return str(tiny_models_dir())
+    from diffusion.embedded import NAME, embedded_dir
+    if model == NAME:
+        return embedded_dir()
     return model
 
 

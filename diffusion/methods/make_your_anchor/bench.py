@@ -6,6 +6,12 @@ the face model once. The condition is the ``mesh`` pass (the method's), whatever
 for the ControlNet rows. The reference of a clip is its first ground-truth ``rgb`` frame: the method
 renders a given person's appearance, and the held-out identities were never trained on (choice).
 Faces in the benchmark are small, so the face rows crop at 32 px and accept faces of 4 px and up.
+
+A trained Make-Your-Anchor model as ``--model`` (a folder, or ``embedded``) is evaluated as it is, with
+no training: with its own ``reference.png`` (its person is the benchmark's; the embedded model's
+default-avatar dataset) and its ControlNet at the scale it was trained at (1); rows with temporal
+denoising (all-frame attention in windows of 16 overlapping by 4, shared initial noise), without it
+(the same windows without overlap) and per frame (no frame-aware attention, independent noise).
 """
 
 from __future__ import annotations
@@ -31,12 +37,39 @@ def _row(method, name: str, settings, seconds: float):
     return Row(name, generate, seconds)
 
 
+def trained_model(model: str) -> str | None:
+    """The folder of ``model`` if it is a trained Make-Your-Anchor model (not a base, not tiny)."""
+    from pathlib import Path
+
+    from diffusion.loaders.tiny import MARKER
+    from diffusion.methods.make_your_anchor.model import resolve_mya
+
+    folder = Path(resolve_mya(model))
+    return str(folder) if (folder / "controlnet").is_dir() and not (folder / MARKER).is_file() else None
+
+
+def trained_rows(method, budget, model: str, seed: int, size: int):
+    """The rows of a given trained model (see the module doc)."""
+    from diffusion.benchmark.harness import method_row
+
+    common = dict(model=model, steps=budget.sample_steps, cfg=budget.cfg, seed=seed, width=size, height=size,
+                  device=budget.device, condition=MESH, controlnet_scale=1.0)
+    name = f"make-your-anchor ({budget.model})"
+    return [method_row(method, name, method.settings(**common)),
+            method_row(method, f"{name} no temporal denoising", method.settings(overlap=0, **common)),
+            method_row(method, f"{name} per frame", method.settings(attention="none", window=1, overlap=0,
+                                                                    shared_noise=0.0, **common))]
+
+
 def rows(method, budget, train_dirs, work, seed, size):
     from diffusion.benchmark.harness import train_timed
     from diffusion.training.recipes.make_your_anchor import RECIPE, MakeYourAnchorTrainConfig
     from diffusion.training.recipes.make_your_anchor_face import RECIPE as FACE_RECIPE
     from diffusion.training.recipes.make_your_anchor_face import FaceTrainConfig
 
+    trained = trained_model(budget.model)
+    if trained:
+        return trained_rows(method, budget, trained, seed, size)
     common = dict(data=[str(d) for d in train_dirs], passes=MESH, resolution=size, steps=budget.steps,
                   batch_size=budget.batch_size, learning_rate=budget.learning_rate, lr_scheduler="constant", seed=seed,
                   checkpoint_every=budget.steps, checkpoints_total_limit=1)

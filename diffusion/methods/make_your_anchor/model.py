@@ -51,14 +51,14 @@ def tiny_mya_dir(parts: Path | None = None) -> Path:
 
 def resolve_mya(model: str) -> str:
     """``tiny``, or a tiny parts folder (``--model tiny`` resolved by a shared command), -> the tiny
-    Make-Your-Anchor folder; anything else unchanged."""
-    from diffusion.loaders.common import is_tiny
+    Make-Your-Anchor folder; ``embedded`` -> the shipped model's folder; anything else unchanged."""
+    from diffusion.loaders.common import is_tiny, resolve_model
 
     if model == TINY:
         return str(tiny_mya_dir())
     if Path(model).is_dir() and is_tiny(model) and not (Path(model) / "controlnet").is_dir():
         return str(tiny_mya_dir(Path(model)))
-    return model
+    return resolve_model(model)
 
 
 def tiny_vision_encoder():

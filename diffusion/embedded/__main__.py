@@ -1,0 +1,5 @@
+import sys
+
+from diffusion.embedded.build import main
+
+sys.exit(main())

@@ -1,0 +1,150 @@
+"""Building the embedded model (``python -m diffusion.embedded STEP``; the README lists the sequence):
+
+- ``configs DATASET -o WORK``: the training configs of the two recipes on the train split of a
+  ``bench dataset --size default-avatar`` build (WORK/vae.yaml, WORK/mya.yaml);
+- ``base --vae VAE -o BASE``: the untrained Make-Your-Anchor folder the recipe starts from: the trained
+  VAE, a new small UNet and a ControlNet copying its encoder over the 3-channel ``mesh`` pass, the
+  tiny text encoder + tokenizer (the empty-text unconditional branch only) and a frozen tiny CLIP
+  vision tower (seeded random weights, see below);
+- ``ship MODEL``: copy a trained folder into the package (``diffusion/embedded/model``) and record
+  its files' sizes and hashes in ``files.json``;
+- ``strip DEMO_OUT -o PNG``: demo frames above their ``mesh`` pass (the README's image).
+
+Reference tokens (a documented substitute for a trained CLIP encoder): the model is person-specific
+and its reference is always the shipped ``reference.png``, so the tokens only need to be a fixed,
+deterministic context the UNet learns to read; a frozen, seeded random 2-layer ViT (the tiny
+Make-Your-Anchor tower, 10 tokens of width 32) gives that at no training cost. It does not transfer
+appearance from other references.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+from pathlib import Path
+
+from motion.errors import UserError
+
+SEED = 12
+LATENT_RES = 16                       # 128 px / the VAE's 8x downsampling
+UNET = dict(layers_per_block=1, block_out_channels=(64, 128), down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+            up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"), attention_head_dim=8, norm_num_groups=32)
+CONDITION_EMBEDDING = (16, 32, 64, 64)  # the ControlNet's condition encoder: downsamples by 8, like the VAE
+VAE_CONFIG = dict(resolution=128, block_out_channels=[16, 32, 64, 64], latent_channels=8, steps=600, batch_size=4,
+                  learning_rate=1.0e-3, checkpoint_every=200, checkpoints_total_limit=1, validate_every=200)
+MYA_CONFIG = dict(resolution=128, passes=["mesh"], stage=2, steps=1500, batch_size=8, learning_rate=5.0e-4,
+                  lr_scheduler="constant_with_warmup", warmup_steps=50, reference_dropout=0.0, checkpoint_every=100,
+                  checkpoints_total_limit=1, validate_every=500, validation_steps=10)
+
+
+def write_base(vae_folder: str, out: str) -> Path:
+    """The untrained Make-Your-Anchor folder on a trained VAE (see the module doc); deterministic."""
+    import torch
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+    from transformers import CLIPImageProcessor
+
+    from diffusion.loaders.controlnet import controlnet_from_unet
+    from diffusion.loaders.sd15 import TINY_CONTEXT, tiny_scheduler, tiny_text_encoder, write_tiny_tokenizer
+    from diffusion.methods.make_your_anchor.model import save_model, tiny_vision_encoder
+
+    vae = AutoencoderKL.from_pretrained(vae_folder)
+    channels = int(vae.config.latent_channels)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(SEED)
+        unet = UNet2DConditionModel(sample_size=LATENT_RES, in_channels=channels, out_channels=channels,
+                                    cross_attention_dim=TINY_CONTEXT, **UNET)
+        text_encoder, encoder = tiny_text_encoder(), tiny_vision_encoder()
+    controlnet = controlnet_from_unet(unet, 3, seed=SEED + 1, embedding=CONDITION_EMBEDDING)
+    out = Path(out)
+    tokenizer = write_tiny_tokenizer(out / "tokenizer")
+    processor = CLIPImageProcessor(size={"shortest_edge": 24}, crop_size={"height": 24, "width": 24})
+    return save_model(out, unet=unet, controlnet=controlnet, vae=vae, image_encoder=encoder,
+                      feature_extractor=processor, scheduler=tiny_scheduler(), text_encoder=text_encoder,
+                      tokenizer=tokenizer, info={"passes": ["mesh"]})
+
+
+def write_configs(dataset: str, work: str) -> tuple[Path, Path]:
+    """WORK/vae.yaml and WORK/mya.yaml over the dataset's train clips (outputs WORK/vae, WORK/mya)."""
+    import yaml
+
+    from diffusion.benchmark.dataset import load_manifest
+
+    manifest = load_manifest(dataset)
+    if manifest["spec"].get("identity") != "default":
+        raise UserError(dataset, "is not a default-avatar dataset; build one with "
+                                 "`avatarcine bench dataset --size default-avatar`")
+    clips = [str((Path(dataset) / c["path"]).resolve()) for c in manifest["splits"]["train"]]
+    work = Path(work).resolve()
+    work.mkdir(parents=True, exist_ok=True)
+    vae = work / "vae.yaml"
+    vae.write_text(yaml.safe_dump({"data": clips, "output": str(work / "vae"), **VAE_CONFIG}, sort_keys=False))
+    mya = work / "mya.yaml"
+    mya.write_text(yaml.safe_dump({"data": clips, "model": str(work / "base"), "output": str(work / "mya"),
+                                   **MYA_CONFIG}, sort_keys=False))
+    return vae, mya
+
+
+def ship(model: str, folder: Path | None = None, record: Path | None = None) -> Path:
+    """Copy the trained folder ``model`` (without a face model) into the package and write files.json."""
+    from diffusion.embedded import FOLDER, RECORD, file_table
+
+    folder, record = folder or FOLDER, record or RECORD
+    source = Path(model)
+    if not (source / "controlnet").is_dir() or not (source / "avatarcine_mya.json").is_file():
+        raise UserError(model, "is not a trained Make-Your-Anchor folder")
+    shutil.rmtree(folder, ignore_errors=True)
+    shutil.copytree(source, folder, ignore=shutil.ignore_patterns("face", "__pycache__"))
+    files = file_table(folder)
+    record.write_text(json.dumps({"total_bytes": sum(f["bytes"] for f in files.values()), "files": files},
+                                 indent=1) + "\n")
+    return folder
+
+
+def write_strip(demo: str, out: str, count: int = 6) -> Path:
+    """A PNG of ``count`` evenly spaced demo frames (top) above their ``mesh`` pass (bottom)."""
+    import imageio.v2 as imageio
+    import numpy as np
+
+    from diffusion.io.passes import PassesFolder
+
+    passes = PassesFolder.open(Path(demo) / "passes")
+    frames = sorted((Path(demo) / "generation" / "frames").glob("*.png"))
+    if len(frames) != len(passes.indices):
+        raise UserError(demo, "is not a finished `avatarcine demo` output")
+    picks = np.linspace(0, len(frames) - 1, count).round().astype(int)
+    mesh = passes.resolve("mesh")
+    top = [np.asarray(imageio.imread(frames[i]))[..., :3] for i in picks]
+    bottom = [np.rint(passes.read(mesh, passes.indices[i])[..., :3] * 255).astype(np.uint8) for i in picks]
+    imageio.imwrite(out, np.concatenate([np.concatenate(top, 1), np.concatenate(bottom, 1)], 0))
+    return Path(out)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m diffusion.embedded", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="step", required=True)
+    c = sub.add_parser("configs", help="training configs over a default-avatar dataset's train split")
+    c.add_argument("dataset")
+    c.add_argument("-o", "--output", required=True, metavar="WORK")
+    b = sub.add_parser("base", help="the untrained model folder on a trained VAE")
+    b.add_argument("--vae", required=True)
+    b.add_argument("-o", "--output", required=True, metavar="BASE")
+    s = sub.add_parser("ship", help="copy a trained model into the package and record its files")
+    s.add_argument("model")
+    t = sub.add_parser("strip", help="a PNG of demo frames above their mesh pass (the README's image)")
+    t.add_argument("demo", metavar="DEMO_OUT")
+    t.add_argument("-o", "--output", required=True, metavar="PNG")
+    args = parser.parse_args(argv)
+    try:
+        if args.step == "configs":
+            print("\n".join(str(p) for p in write_configs(args.dataset, args.output)))
+        elif args.step == "base":
+            print(write_base(args.vae, args.output))
+        elif args.step == "ship":
+            print(ship(args.model))
+        else:
+            print(write_strip(args.demo, args.output))
+    except UserError as exc:
+        print(f"error: {exc}")
+        return 2
+    return 0

@@ -1,0 +1,157 @@
+"""The embedded model (diffusion/embedded): shipped files match files.json, a tampered file is a one-line
+error, ``--model embedded`` generates deterministically for a seed; the default-avatar dataset size;
+the VAE recipe; the demo's settings. (Loading from the installed wheel: tests/test_wheel_install.py.)"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from _diffusion_util import add_rgb, one_thread, tiny_dir  # noqa: F401  (fixtures)
+from diffusion import embedded
+from diffusion.io.passes import PassesFolder
+from diffusion.io.synthetic_passes import write_passes
+from motion.errors import UserError
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+LIMIT = 30 * 2**20          # the issue's budget for all weights together
+
+
+def test_shipped_files_match_the_record_and_fit_the_budget():
+    record = json.loads(embedded.RECORD.read_text())
+    assert embedded.file_table(embedded.FOLDER) == record["files"]
+    assert embedded.embedded_dir() == str(embedded.FOLDER)
+    assert record["total_bytes"] == sum(f["bytes"] for f in record["files"].values()) <= LIMIT
+    for part in ("unet", "controlnet", "vae", "image_encoder", "text_encoder"):
+        assert f"{part}/diffusion_pytorch_model.safetensors" in record["files"] or \
+            f"{part}/model.safetensors" in record["files"]
+    info = json.loads((embedded.FOLDER / "avatarcine_mya.json").read_text())
+    assert info["passes"] == ["mesh"] and info["resolution"] == [128, 128]
+
+
+@pytest.mark.parametrize("change", ["flip", "remove", "add"])
+def test_a_tampered_model_is_refused_in_one_line(change, tmp_path):
+    folder = tmp_path / "model"
+    shutil.copytree(embedded.FOLDER, folder)
+    weights = folder / "unet" / "diffusion_pytorch_model.safetensors"
+    if change == "flip":
+        data = bytearray(weights.read_bytes())
+        data[len(data) // 2] ^= 1                     # same size, other hash
+        weights.write_bytes(bytes(data))
+    elif change == "remove":
+        weights.unlink()
+    else:
+        (folder / "unet" / "extra.bin").write_bytes(b"x")
+    with pytest.raises(UserError) as err:
+        embedded.verify(folder, embedded.RECORD)
+    assert "\n" not in str(err.value) and ("unet/" in err.value.where)
+    embedded.verify(embedded.FOLDER, embedded.RECORD)  # the control: the shipped copy passes
+
+
+def test_generate_refuses_a_tampered_embedded_model(tmp_path, monkeypatch, capsys):
+    from motion.cli import main
+
+    folder = tmp_path / "model"
+    shutil.copytree(embedded.FOLDER, folder)
+    (folder / "vae" / "config.json").write_text((folder / "vae" / "config.json").read_text()[:-2])
+    monkeypatch.setattr(embedded, "FOLDER", folder)
+    passes = write_passes(tmp_path / "clip", frames=2, size=(32, 32))
+    code = main(["generate", str(passes), "--method", "make-your-anchor", "--model", "embedded", "--condition",
+                 "normal", "--steps", "1", "-o", str(tmp_path / "out")])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1 and "vae/config.json" in err and "files.json" in err
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory):
+    # a synthetic stick figure; its 3-channel normal pass stands in for mesh (the test is about
+    # determinism and loading, not quality)
+    return PassesFolder.open(add_rgb(write_passes(tmp_path_factory.mktemp("clip") / "c", frames=4, size=(64, 64))))
+
+
+def test_embedded_generation_is_deterministic_for_a_seed(clip):
+    from diffusion.demo import demo_settings
+    from diffusion.methods.make_your_anchor import METHOD
+
+    def run(seed):
+        s = dataclasses.replace(demo_settings(), condition=("normal",), steps=3, seed=seed, device="cpu")
+        return METHOD.run(clip, s, METHOD.load(s))
+
+    a, b, c = run(0), run(0), run(1)
+    assert a.frames.shape == (4, 64, 64, 3)
+    assert np.array_equal(a.frames, b.frames)
+    assert not np.array_equal(a.frames, c.frames)       # the control: the seed matters
+    assert Path(a.record["models"]["model"]) == embedded.FOLDER
+
+
+def test_default_avatar_dataset_plan():
+    from diffusion.benchmark.dataset import SIZES, make_plan
+    from motion.bodies.default_avatar import DEFAULT
+
+    plan = make_plan("default-avatar", seed=0)
+    assert [i["id"] for i in plan["identities"]] == [DEFAULT.id]
+    clips = [c for s in plan["splits"].values() for c in s]
+    assert {c["identity_id"] for c in clips} == {DEFAULT.id}
+    train, held = plan["splits"]["train"], plan["splits"]["heldout"]
+    assert len(train) == 30 and len(held) == 6 and not plan["splits"]["heldout_identity"]
+    assert not {c["motion_id"] for c in held} & {c["motion_id"] for c in train}
+    assert not {c["camera_id"] for c in held} & {c["camera_id"] for c in train}
+    assert plan["passes"] == list(SIZES["default-avatar"].passes) and "rgb" in plan["passes"]
+    # the other sizes' plans are unchanged: no optional key in their spec, every pass
+    smoke = make_plan("smoke", seed=0)
+    assert "identity" not in smoke["spec"] and "passes" not in smoke["spec"] and "mesh" in smoke["passes"]
+
+
+def test_default_identity_is_copied_from_the_shipped_bake(tmp_path):
+    from diffusion.benchmark.dataset import build_identity, make_plan
+    from motion.bodies.default_avatar import SHIPPED
+
+    entry = make_plan("default-avatar", seed=0)["identities"][0]
+    build_identity(tmp_path, entry)
+    assert (tmp_path / entry["avatar"]).read_bytes() == SHIPPED.read_bytes()
+
+
+def test_vae_recipe_trains_and_records_the_latent_scale(tmp_path):
+    from diffusers import AutoencoderKL
+
+    from diffusion.training.recipes.vae import RECIPE, VaeTrainConfig, latent_scale
+    from diffusion.training.trainer import train
+
+    clip = add_rgb(write_passes(tmp_path / "clip", frames=3, size=(32, 32)))
+    config = VaeTrainConfig(data=[str(clip)], output=str(tmp_path / "out"), resolution=32, steps=3, batch_size=2,
+                            block_out_channels=[8, 16], latent_channels=4, norm_num_groups=4, checkpoint_every=3)
+    trainer = train(RECIPE, config)
+    vae = AutoencoderKL.from_pretrained(trainer.final)
+    assert vae.config.latent_channels == 4 and len(vae.config.block_out_channels) == 2
+    setup = RECIPE.setup(config, torch.device("cpu"), torch.float32)
+    scale = latent_scale(vae, setup.dataset, torch.device("cpu"))
+    assert vae.config.scaling_factor == pytest.approx(scale, rel=1e-5) and scale != 0.18215
+    # it trained: the weights moved away from the seeded initialisation
+    from diffusion.training.recipes.vae import new_vae
+    start = new_vae(config).state_dict()
+    assert any(not torch.equal(start[k], v) for k, v in vae.state_dict().items())
+
+
+def test_bench_rows_of_a_trained_model_do_not_train(tiny_dir, tmp_path, monkeypatch):
+    from diffusion.benchmark import harness
+    from diffusion.benchmark.harness import Budget
+    from diffusion.loaders.tiny import MARKER
+    from diffusion.methods.make_your_anchor import METHOD
+    from diffusion.methods.make_your_anchor import bench as mya_bench
+    from diffusion.methods.make_your_anchor.model import write_tiny_mya
+
+    folder = write_tiny_mya(tiny_dir, tmp_path / "mya")
+    assert mya_bench.trained_model("tiny") is None and mya_bench.trained_model(str(folder)) is None  # random: trained
+    (folder / MARKER).unlink()                                  # now it stands for a trained folder
+    assert mya_bench.trained_model(str(folder)) == str(folder)
+    assert mya_bench.trained_model("embedded") == str(embedded.FOLDER)
+    monkeypatch.setattr(harness, "train_timed", lambda *a: pytest.fail("a trained model must not be retrained"))
+    rows = mya_bench.rows(METHOD, Budget(model=str(folder), sample_steps=2), [], tmp_path / "work", 0, 32)
+    assert [r.name.split(") ")[-1] for r in rows] == [f"make-your-anchor ({folder})", "no temporal denoising",
+                                                      "per frame"]
