@@ -87,7 +87,7 @@ def write_configs(dataset: str, work: str) -> tuple[Path, Path]:
 
 def ship(model: str, folder: Path | None = None, record: Path | None = None) -> Path:
     """Copy the trained folder ``model`` (without a face model) into the package and write files.json."""
-    from diffusion.embedded import FOLDER, RECORD, file_table
+    from diffusion.embedded import FOLDER, RECORD
 
     folder, record = folder or FOLDER, record or RECORD
     source = Path(model)
@@ -95,10 +95,31 @@ def ship(model: str, folder: Path | None = None, record: Path | None = None) -> 
         raise UserError(model, "is not a trained Make-Your-Anchor folder")
     shutil.rmtree(folder, ignore_errors=True)
     shutil.copytree(source, folder, ignore=shutil.ignore_patterns("face", "__pycache__"))
+    make_portable(folder)
+    record_files(folder, record)
+    return folder
+
+
+def make_portable(folder: Path) -> None:
+    """Drop the build machine's paths from the shipped JSON files: diffusers' ``_name_or_path`` and the
+    base folder the recipe recorded (kept as its name, the ``base`` step's ``-o``)."""
+    for path in folder.rglob("*.json"):
+        data = json.loads(path.read_text())
+        if not isinstance(data, dict) or not ({"_name_or_path", "base"} & set(data)):
+            continue
+        data.pop("_name_or_path", None)
+        if "base" in data:
+            data["base"] = Path(str(data["base"])).name
+        path.write_text(json.dumps(data, indent=1) + "\n")
+
+
+def record_files(folder: Path, record: Path) -> None:
+    """Write ``record`` (files.json): every file's size and sha256 under ``folder``, and their total."""
+    from diffusion.embedded import file_table
+
     files = file_table(folder)
     record.write_text(json.dumps({"total_bytes": sum(f["bytes"] for f in files.values()), "files": files},
                                  indent=1) + "\n")
-    return folder
 
 
 def write_strip(demo: str, out: str, count: int = 6) -> Path:
