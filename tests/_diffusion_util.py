@@ -26,6 +26,14 @@ def run_method(method, passes, components, settings):
     return method.run(passes, settings, components)
 
 
+@pytest.fixture(scope="module")
+def mya_dir(tiny_dir, tmp_path_factory):
+    """A tiny Make-Your-Anchor model folder built from the tiny parts (one per test module)."""
+    from diffusion.methods.make_your_anchor.model import write_tiny_mya
+
+    return write_tiny_mya(tiny_dir, tmp_path_factory.mktemp("mya") / "tiny-mya")
+
+
 @pytest.fixture(scope="module", autouse=False)
 def one_thread():
     """Tiny models gain nothing from intra-op threads; one thread avoids OpenMP spin-waits on a busy CI."""

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from _diffusion_util import add_rgb, one_thread, run_method, tiny_dir  # noqa: F401  (fixtures)
+from _diffusion_util import add_rgb, mya_dir, one_thread, run_method, tiny_dir  # noqa: F401  (fixtures)
 from diffusion.io.conditioning import Framing, load_condition
 from diffusion.io.passes import PassesFolder
 from diffusion.io.synthetic_passes import write_passes
@@ -21,11 +21,6 @@ from diffusion.methods.make_your_anchor.model import save_model, write_tiny_mya
 from motion.errors import UserError
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-
-@pytest.fixture(scope="module")
-def mya_dir(tiny_dir, tmp_path_factory):
-    return write_tiny_mya(tiny_dir, tmp_path_factory.mktemp("mya") / "tiny-mya")
 
 
 @pytest.fixture(scope="module")

@@ -10,20 +10,15 @@ import pytest
 import torch
 from torch.utils.data import default_collate
 
-from _diffusion_util import add_rgb, one_thread, tiny_dir  # noqa: F401  (fixtures)
+from _diffusion_util import add_rgb, mya_dir, one_thread, tiny_dir  # noqa: F401  (fixtures)
 from diffusion.io.passes import PassesFolder
 from diffusion.io.synthetic_passes import write_passes
 from diffusion.methods.make_your_anchor import METHOD
-from diffusion.methods.make_your_anchor.model import FACE, write_tiny_mya
+from diffusion.methods.make_your_anchor.model import FACE
 from diffusion.training.recipes.make_your_anchor_face import RECIPE, FaceTrainConfig
 from diffusion.training.trainer import Trainer
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-
-@pytest.fixture(scope="module")
-def mya_dir(tiny_dir, tmp_path_factory):
-    return write_tiny_mya(tiny_dir, tmp_path_factory.mktemp("mya") / "tiny-mya")
 
 
 @pytest.fixture(scope="module")

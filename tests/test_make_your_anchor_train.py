@@ -13,20 +13,14 @@ import torch
 import yaml
 from torch.utils.data import default_collate
 
-from _diffusion_util import add_rgb, one_thread, tiny_dir  # noqa: F401  (fixtures)
+from _diffusion_util import add_rgb, mya_dir, one_thread, tiny_dir  # noqa: F401  (fixtures)
 from diffusion.io.passes import PassesFolder
 from diffusion.io.synthetic_passes import write_passes
 from diffusion.methods.make_your_anchor import METHOD
-from diffusion.methods.make_your_anchor.model import write_tiny_mya
 from diffusion.training.recipes.make_your_anchor import RECIPE, MakeYourAnchorTrainConfig
 from diffusion.training.trainer import Trainer, train
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-
-@pytest.fixture(scope="module")
-def mya_dir(tiny_dir, tmp_path_factory):
-    return write_tiny_mya(tiny_dir, tmp_path_factory.mktemp("mya") / "tiny-mya")
 
 
 @pytest.fixture(scope="module")
