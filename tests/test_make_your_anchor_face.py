@@ -81,3 +81,25 @@ def test_a_non_inpainting_model_is_refused(mya_dir, clip, tmp_path):
 
     with pytest.raises(UserError, match="not an inpainting model"):
         Trainer(RECIPE, _config(mya_dir, clip, tmp_path / "out"))
+
+
+def test_a_clip_without_a_face_borrows_the_reference_of_one_that_has(mya_dir, tiny_dir, clip, tmp_path, monkeypatch):
+    """A back-view clip listed first (every head point hidden) gives no items and takes its reference
+    from the next clip with a face (the benchmark's `small` split starts with such a clip)."""
+    import shutil
+
+    from diffusion.training.recipes.make_your_anchor_face import FaceDataset
+
+    monkeypatch.setenv("AVATARCINE_CACHE", str(tiny_dir.parent))
+    back = shutil.copytree(clip, tmp_path / "back")
+    meta = json.loads((back / "meta.json").read_text())
+    names, actor = meta["keypoint_names"]["openpose18"], meta["actors"][0]["name"]
+    for frame in meta["frames"]:
+        for name in ("nose", "right_eye", "left_eye", "right_ear", "left_ear"):
+            frame["actors"][actor]["keypoints2d"]["openpose18"][names.index(name)][2] = 0
+    (back / "meta.json").write_text(json.dumps(meta))
+    trainer = Trainer(RECIPE, _config(mya_dir / FACE, clip, tmp_path / "out", data=[str(back), str(clip)]))
+    data = trainer.setup.dataset
+    assert isinstance(data, FaceDataset) and data.faces[0] == [] and {c for c, _ in data.items} == {1}
+    assert np.array_equal(data.reference(0, 0), data.reference(1, 0))
+    assert np.array_equal(data.reference(0, 1), data.crop(1, 2))        # frame 1 of clip 1 has no face

@@ -79,10 +79,11 @@ class FaceDataset(AnchorDataset):
         return self.alignments[c][k].crop(super().reference(c, k))
 
     def reference(self, c: int, k: int) -> np.ndarray:
-        """The face of the ``k``-th (cyclically) frame of clip ``c`` that has one."""
+        """The face of the ``k``-th (cyclically) frame of clip ``c`` that has one; a clip without a usable
+        face (a back view, a far camera) lends the first clip that has one (the same person)."""
+        if not self.faces[c]:
+            c = next(i for i, faces in enumerate(self.faces) if faces)   # one exists: checked at construction
         faces = self.faces[c]
-        if not faces:
-            raise UserError(self.clips[c].folder.root, "no frame shows a usable face to take a reference from")
         return self.crop(c, faces[k % len(faces)])
 
     def __getitem__(self, index: int) -> dict:
