@@ -75,3 +75,7 @@ def test_harness_refuses_bad_input(dataset, tmp_path, monkeypatch, capsys):
     (tmp_path / "z" / "keep.txt").write_text("mine")
     assert run_cli(monkeypatch, "bench", "methods", dataset, "-o", tmp_path / "z") == 2
     assert (tmp_path / "z" / "keep.txt").read_text() == "mine"
+    (tmp_path / "failed" / "training" / "controlnet").mkdir(parents=True)   # what a run failing in training leaves
+    assert run_cli(monkeypatch, "bench", "methods", dataset, "--methods", "retrieval", "--no-plots",
+                   "-o", tmp_path / "failed", "--force") == 0
+    assert (tmp_path / "failed" / "table.json").is_file() and not (tmp_path / "failed" / "training").exists()

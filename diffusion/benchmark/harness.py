@@ -187,7 +187,8 @@ def run_harness(dataset_dir: str | Path, out_dir: str | Path, methods: list[str]
     if out.exists() and any(out.iterdir()):
         if not force:
             raise UserError(out, "already exists; pass --force to overwrite")
-        if not (out / TABLE).is_file() and not (out / "predictions").is_dir():
+        # a finished run has the table; one that failed has its training/ (or predictions/) folder
+        if not (out / TABLE).is_file() and not any((out / name).is_dir() for name in ("training", "predictions")):
             raise UserError(out, "is not empty and not a harness output; not touching it")
         shutil.rmtree(out)
     out.mkdir(parents=True, exist_ok=True)
