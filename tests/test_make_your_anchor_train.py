@@ -316,3 +316,30 @@ def test_pose_perturbation_conditions_on_the_perturbed_passes_with_its_probabili
 
     with pytest.raises(UserError, match="render the same frames"):
         Trainer(RECIPE, _config(mya_dir, clip, tmp_path / "bad", data=[{"passes": str(clip), "perturbed": str(short)}]))
+
+
+def test_actor_weight_weights_the_loss_by_the_mask_share_of_each_latent_cell(mya_dir, clip, tmp_path, monkeypatch):
+    import diffusion.training.recipes.make_your_anchor as recipe
+
+    trainer = Trainer(RECIPE, _config(mya_dir, clip, tmp_path / "out", actor_weight=3.0))
+    mask = PassesFolder.open(clip).read("mask", 1)[..., 0]
+    assert np.allclose(trainer.setup.dataset[1]["actor_mask"][0].numpy(), mask, atol=1 / 255)
+    batch = default_collate([trainer.setup.dataset[i] for i in range(2)])
+    seen = {}
+    target_of = recipe.diffusion_target
+    monkeypatch.setattr(recipe, "diffusion_target", lambda *a: seen.setdefault("target", target_of(*a)))
+    hook = trainer.setup.trainable["unet"].register_forward_hook(lambda m, a, out: seen.update(pred=out[0]))
+    with torch.no_grad():
+        loss = RECIPE.loss(trainer.setup, batch, torch.Generator().manual_seed(0)).item()
+    hook.remove()
+    error = ((seen["pred"].float() - seen["target"].float()) ** 2).numpy()          # (B, C, h, w)
+    cells = error.shape[-1]
+    masks = batch["actor_mask"][:, 0].numpy()                                     # (B, H, W)
+    block = masks.shape[-1] // cells
+    share = masks.reshape(len(masks), cells, block, cells, block).mean(axis=(2, 4))[:, None]
+    weight = 1.0 + 3.0 * share
+    assert 0 < share.mean() < 1                                                   # the clip's actor covers part of it
+    assert loss == pytest.approx(float((error * weight).mean() / weight.mean()), rel=1e-5)
+    assert loss != pytest.approx(float(error.mean()), rel=1e-3)                   # control: the plain MSE differs
+    plain = Trainer(RECIPE, _config(mya_dir, clip, tmp_path / "plain"))
+    assert "actor_mask" not in plain.setup.dataset[1]

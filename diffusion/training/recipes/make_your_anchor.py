@@ -14,6 +14,9 @@ produce a person's frames from the CLIP image tokens of a reference frame of the
 - Pose perturbation: an entry's ``perturbed`` passes folder (the same frames rendered from a motion
   with rotation noise, ``diffusion.methods.make_your_anchor.perturb``) is the condition of an item
   with probability ``pose_perturbation``.
+- Loss: the MSE of the noise (or v) prediction, as the authors; ``actor_weight`` w > 0 (our option,
+  for small actors in large frames) weights each latent cell by 1 + w x the share of its pixels the
+  ``mask`` pass covers, normalised by the mean weight.
 - Reference: a frame drawn at random (from the batch's seeded generator) from the same clip; with
   probability ``reference_dropout`` its tokens are replaced by the unconditional branch (``uncond``)
   the method guides with. The ControlNet is trained at scale 1 (W_c applies at inference), as the
@@ -81,7 +84,7 @@ class MakeYourAnchorTrainConfig(AnchorTrainConfig):
     """``avatarcine train make-your-anchor`` (see the README for an example)."""
 
     RESUME_FIXED: ClassVar[tuple[str, ...]] = AnchorTrainConfig.RESUME_FIXED + ("stage", "mask_pass",
-                                                                                "pose_perturbation")
+                                                                                "pose_perturbation", "actor_weight")
 
     model: str = Field("stable-diffusion-v1-5/stable-diffusion-v1-5",
                        description="base SD 1.5 (stage 1) or a Make-Your-Anchor folder (e.g. the stage-1 output)")
@@ -89,6 +92,8 @@ class MakeYourAnchorTrainConfig(AnchorTrainConfig):
     mask_pass: str = "mask"
     pose_perturbation: float = Field(0.0, ge=0, le=1, description="probability of conditioning on an entry's "
                                                                   "perturbed passes instead")
+    actor_weight: float = Field(0.0, ge=0, description="extra weight of the loss on latent cells the actor covers "
+                                                       "(mask pass); 0: uniform, the paper's loss")
     validation_frames: int = Field(2, ge=1)
     validation_steps: int = Field(10, ge=1)
 
@@ -115,13 +120,15 @@ def read_video(pair_path: str, folder: PassesFolder) -> np.ndarray:
 
 
 class AnchorDataset(FrameDataset):
-    """Frames (target, condition, ``clip`` index) of rgb passes or videos; stage 1 masks the background."""
+    """Frames (target, condition, ``clip`` index) of rgb passes or videos; stage 1 masks the background;
+    with ``actor_mask`` items also hold the actor's coverage ``actor_mask`` (1, H, W) in [0, 1]."""
 
-    def __init__(self, folders, videos: dict[int, np.ndarray], masked: bool, mask_pass: str, *args, **kwargs):
-        self.videos, self.masked, self.mask_pass = videos, masked, mask_pass
+    def __init__(self, folders, videos: dict[int, np.ndarray], masked: bool, mask_pass: str, *args,
+                 actor_mask: bool = False, **kwargs):
+        self.videos, self.masked, self.mask_pass, self.actor_mask = videos, masked, mask_pass, actor_mask
         self.perturbed: dict = {}
         super().__init__(folders, *args, **kwargs)
-        self.masks = [load_mask(c.folder, c.folder.indices, c.framing, mask_pass) if masked else None
+        self.masks = [load_mask(c.folder, c.folder.indices, c.framing, mask_pass) if masked or actor_mask else None
                       for c in self.clips]
 
     def target_image(self, clip, k: int) -> np.ndarray:
@@ -152,6 +159,8 @@ class AnchorDataset(FrameDataset):
         item = super().__getitem__(index)
         c, k = self.items[index]
         item["clip"] = c
+        if self.actor_mask:
+            item["actor_mask"] = torch.from_numpy(self.masks[c][k][None].astype(np.float32) / 255.0)
         if c in self.perturbed:
             item["perturbed_conditioning_pixel_values"] = self.perturbed[c].window(k, k + 1)[0]
         elif "conditioning_pixel_values" in item:
@@ -261,16 +270,17 @@ class MakeYourAnchorRecipe(Recipe):
         return config.model_copy(update={"data": data})
 
     def setup(self, config: MakeYourAnchorTrainConfig, device: torch.device, weight_dtype: torch.dtype) -> Setup:
-        folders, videos = open_data(config, config.mask_pass if config.stage == 1 else None)
+        weighted = config.actor_weight > 0
+        folders, videos = open_data(config, config.mask_pass if config.stage == 1 or weighted else None)
         channels = common_channels(folders, config.passes)
         c = load_models(config, resolve_mya(config.model), device, channels)
         dataset = AnchorDataset(folders, videos, config.stage == 1, config.mask_pass, config.passes, config.size,
-                                channels, prompt="", multiple=c.vae_scale_factor)
+                                channels, prompt="", multiple=c.vae_scale_factor, actor_mask=weighted)
         perturbed = {k: PassesFolder.open(e.perturbed) for k, e in enumerate(config.data)
                      if not isinstance(e, str) and e.perturbed}
         dataset.add_perturbed(perturbed, config.passes)
         setup = self.assemble(config, c, dataset, weight_dtype)
-        setup.extra["pose_perturbation"] = config.pose_perturbation
+        setup.extra.update(pose_perturbation=config.pose_perturbation, actor_weight=config.actor_weight)
         return setup
 
     def assemble(self, config: AnchorTrainConfig, c, dataset, weight_dtype: torch.dtype) -> Setup:
@@ -311,7 +321,13 @@ class MakeYourAnchorRecipe(Recipe):
             swap = (torch.rand(len(cond), generator=generator) < chance).view(-1, 1, 1, 1)
             cond = torch.where(swap, batch["perturbed_conditioning_pixel_values"], cond)
         pred = self.predict(setup, noisy, noisy, timesteps, tokens, cond)
-        return F.mse_loss(pred.float(), diffusion_target(scheduler, latents, noise, timesteps).float())
+        target = diffusion_target(scheduler, latents, noise, timesteps).float()
+        if not setup.extra.get("actor_weight"):
+            return F.mse_loss(pred.float(), target)
+        # the share of each latent cell's pixels the actor covers, as a weight 1 + actor_weight * share
+        share = F.adaptive_avg_pool2d(batch["actor_mask"].to(target), target.shape[-2:])
+        weight = 1.0 + setup.extra["actor_weight"] * share
+        return ((pred.float() - target) ** 2 * weight).mean() / weight.mean()
 
     @staticmethod
     def predict(setup: Setup, unet_input, noisy, timesteps, tokens, cond) -> torch.Tensor:
