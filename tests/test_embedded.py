@@ -155,3 +155,29 @@ def test_bench_rows_of_a_trained_model_do_not_train(tiny_dir, tmp_path, monkeypa
     rows = mya_bench.rows(METHOD, Budget(model=str(folder), sample_steps=2), [], tmp_path / "work", 0, 32)
     assert [r.name.split(") ")[-1] for r in rows] == [f"make-your-anchor ({folder})", "no temporal denoising",
                                                       "per frame"]
+
+
+def test_base_folder_matches_its_vae_and_is_deterministic(tmp_path):
+    from diffusers import AutoencoderKL
+
+    from diffusion.embedded.build import RESOLUTION, write_base
+    from diffusion.methods.make_your_anchor.model import load_parts
+
+    AutoencoderKL(latent_channels=8, block_out_channels=(8, 16, 16), norm_num_groups=4,
+                  down_block_types=("DownEncoderBlock2D",) * 3, up_block_types=("UpDecoderBlock2D",) * 3,
+                  ).save_pretrained(tmp_path / "vae")
+    a, b = write_base(str(tmp_path / "vae"), tmp_path / "a"), write_base(str(tmp_path / "vae"), tmp_path / "b")
+    weights = sorted(p.relative_to(a) for p in a.rglob("*.safetensors"))
+    assert {"unet", "controlnet", "image_encoder"} <= {w.parts[0] for w in weights}
+    assert all((a / w).read_bytes() == (b / w).read_bytes() for w in weights)
+    c = load_parts(str(a), controlnet=None, image_encoder=None, scheduler="ddim", device="cpu", dtype="fp32")
+    assert c.vae_scale_factor == 4 and c.unet.config.sample_size == RESOLUTION // 4
+    # the ControlNet reads a full-size pass into residuals the UNet adds at the VAE's latent size
+    latents = torch.randn(1, 8, RESOLUTION // 4, RESOLUTION // 4)
+    tokens = torch.randn(1, 10, c.unet.config.cross_attention_dim)
+    with torch.no_grad():
+        down, mid = c.controlnets[0](latents, 10, encoder_hidden_states=tokens,
+                                     controlnet_cond=torch.rand(1, 3, RESOLUTION, RESOLUTION), return_dict=False)
+        out = c.unet(latents, 10, encoder_hidden_states=tokens, down_block_additional_residuals=down,
+                     mid_block_additional_residual=mid).sample
+    assert down[0].shape[-2:] == latents.shape[-2:] and out.shape == latents.shape

@@ -343,3 +343,18 @@ def test_actor_weight_weights_the_loss_by_the_mask_share_of_each_latent_cell(mya
     assert loss != pytest.approx(float(error.mean()), rel=1e-3)                   # control: the plain MSE differs
     plain = Trainer(RECIPE, _config(mya_dir, clip, tmp_path / "plain"))
     assert "actor_mask" not in plain.setup.dataset[1]
+
+
+@pytest.mark.parametrize("dropout", [0.0, 0.1])
+def test_validation_samples_at_scale_1_and_without_guidance_when_the_unconditional_branch_is_untrained(
+        dropout, mya_dir, clip, tmp_path, monkeypatch):
+    seen = []
+    run = METHOD.run
+    monkeypatch.setattr(METHOD, "run", lambda passes, s, c: (seen.append(s), run(passes, s, c))[1])
+    config = _config(mya_dir, clip, tmp_path / "out", reference_dropout=dropout, validation_frames=1,
+                     validation_steps=1)
+    trainer = Trainer(RECIPE, config)
+    image = RECIPE.validate(config, trainer.setup)
+    assert image.shape == (1, 128, 64, 3)
+    assert seen[0].controlnet_scale == 1.0
+    assert seen[0].cfg == (1.0 if dropout == 0 else METHOD.settings().cfg) and METHOD.settings().cfg > 1

@@ -379,7 +379,9 @@ class MakeYourAnchorRecipe(Recipe):
 
     def validate(self, config: MakeYourAnchorTrainConfig, setup: Setup) -> np.ndarray:
         """The first ``validation_frames`` frames of the first clip, generated per frame with the current
-        weights and frame 0 as the reference (top), above their targets (bottom)."""
+        weights and frame 0 as the reference (top), above their targets (bottom); at the ControlNet scale
+        the model trains at (1), and without guidance when the unconditional branch is never trained
+        (``reference_dropout: 0``), as such a model must be sampled."""
         import dataclasses
 
         import imageio.v2 as imageio
@@ -392,6 +394,7 @@ class MakeYourAnchorRecipe(Recipe):
         imageio.imwrite(reference, data.reference(0, 0))
         settings = METHOD.settings(model=config.model, reference=str(reference), condition=config.passes,
                                    uncond=config.uncond, steps=config.validation_steps, seed=config.seed,
+                                   controlnet_scale=1.0, **({"cfg": 1.0} if config.reference_dropout == 0 else {}),
                                    attention="none", window=1, overlap=0, max_frames=config.validation_frames,
                                    width=config.size[0], height=config.size[1])
         live = dataclasses.replace(c, unet=setup.trainable["unet"], controlnets=[setup.trainable["controlnet"]],
