@@ -172,6 +172,12 @@ def test_base_folder_matches_its_vae_and_is_deterministic(tmp_path):
     assert all((a / w).read_bytes() == (b / w).read_bytes() for w in weights)
     c = load_parts(str(a), controlnet=None, image_encoder=None, scheduler="ddim", device="cpu", dtype="fp32")
     assert c.vae_scale_factor == 4 and c.unet.config.sample_size == RESOLUTION // 4
+    # v-prediction at zero terminal SNR: the last training step is pure noise, and sampling starts there
+    from diffusion.loaders.schedulers import training_scheduler
+    noising = training_scheduler(c.scheduler.config)
+    assert noising.config.prediction_type == "v_prediction" and float(noising.alphas_cumprod[-1]) < 1e-6
+    c.scheduler.set_timesteps(10)
+    assert int(c.scheduler.timesteps[0]) == 999
     # the ControlNet reads a full-size pass into residuals the UNet adds at the VAE's latent size
     latents = torch.randn(1, 8, RESOLUTION // 4, RESOLUTION // 4)
     tokens = torch.randn(1, 10, c.unet.config.cross_attention_dim)
