@@ -1,9 +1,11 @@
 """``avatarcine demo``: the whole pipeline with what ships in the package, in under a minute on a CPU.
 
 text -> motion (``motion.generate.generate_motion``) -> the shipped default avatar rendered with an
-orbit camera (``render.api.render_scene``: the ``mesh`` pass Make-Your-Anchor reads, and ``mask``)
--> Make-Your-Anchor on the embedded model (``diffusion.embedded``: trained on our renders of that
-avatar, 128 px) -> ``OUT/generation/video.mp4`` and ``side_by_side.mp4`` (mesh | frames).
+orbit camera (``render.api.render_scene``: the ``mesh`` pass Make-Your-Anchor reads, ``mask``, and
+``plate``, the scene without the avatar) -> Make-Your-Anchor on the embedded model
+(``diffusion.embedded``: trained on our renders of that avatar, 128 px), composited onto the plate
+(``--background plate``: the model cannot tell the scene from the body's mesh; the plate is the
+scene, rendered) -> ``OUT/generation/video.mp4`` and ``side_by_side.mp4`` (mesh | frames).
 
 Sampling: DDIM ``STEPS`` steps, no classifier-free guidance (the embedded model was trained without
 reference dropout, so its unconditional branch is untrained), the ControlNet at the scale it was
@@ -20,7 +22,7 @@ from motion.errors import UserError
 
 TEXT = "walk forward, then wave"
 SECONDS, FPS, SIZE = 2.5, 10.0, 128
-PASSES = ["mesh", "mask"]
+PASSES = ["mesh", "mask", "plate"]
 STEPS, SEED = 10, 0   # 10 DDIM steps: within 1/255 on average of 20 on the demo clip, half the time
 
 
@@ -39,7 +41,7 @@ def demo_settings(model: str = "embedded"):
     from diffusion.methods.make_your_anchor import METHOD
 
     return METHOD.settings(model=model, steps=STEPS, cfg=1.0, seed=SEED, controlnet_scale=1.0, condition=("mesh",),
-                           window=16, overlap=4, shared_noise=1.0)
+                           window=16, overlap=4, shared_noise=1.0, background="plate")
 
 
 def run_demo(out: str | os.PathLike, force: bool = False, verbose: bool = False) -> Path:

@@ -1,6 +1,6 @@
 """``render_scene``: a scene file -> a passes folder (``render.meta``), resumable frame by frame.
 
-Per frame: one flat Cycles render (all data passes, ``render.engines``), optional ``rgb`` and ``avatar`` renders,
+Per frame: one flat Cycles render (all data passes, ``render.engines``), optional ``rgb``, ``plate`` and ``avatar`` renders,
 the skeleton drawn from keypoints projected with the frame's camera, and a per-frame record
 ``OUT/.frames/<frame>.json`` written last. A frame counts as done when its record exists (every
 file is written to a temporary name and renamed, so an interrupted run leaves no half file and
@@ -216,7 +216,7 @@ def _write_frame(out: Path, clip: _Clip, t: int, stage, passes: list[str], rgb_e
                  tmp_exr: Path, export_meshes: bool) -> dict:
     from render.exr import write_exr
     from render.png import write_png
-    from render.stage import show_ground, show_rgb_only
+    from render.stage import show_actors, show_ground, show_rgb_only
     from render.engines import configure_flat, configure_rgb
 
     scene = stage.scene
@@ -253,6 +253,10 @@ def _write_frame(out: Path, clip: _Clip, t: int, stage, passes: list[str], rgb_e
         configure_rgb(scene, rgb_engine, clip.scene["engine"]["rgb_samples"])
         if "rgb" in passes:
             write_png(out / "rgb" / f"{name}.png", rgb_image(_render_flat(scene, tmp_exr)))
+        if "plate" in passes:    # same light and shadows, the avatars out of the camera's view
+            show_actors(stage, False)
+            write_png(out / "plate" / f"{name}.png", rgb_image(_render_flat(scene, tmp_exr)))
+            show_actors(stage, True)
         if "avatar" in passes:   # same light, no ground or sky in view: premultiplied colour = on black
             show_ground(stage, False)
             scene.render.film_transparent = True

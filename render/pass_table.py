@@ -9,7 +9,8 @@ its producer in ``render.api`` (``_write_frame``).
 Producers: ``flat`` = one Cycles render per frame with 1 sample, no bounces, Raw view (exact values:
 normals, depth, ids, part colours, motion vectors); ``keypoints`` = drawn from the projected 3D joints
 (no render); ``beauty`` = a path-traced render of the textured, lit scene (``avatar``: the same render with
-the ground hidden from the camera and a transparent film, composited on black).
+the ground hidden from the camera and a transparent film, composited on black; ``plate``: the same
+render with the avatars hidden from the camera, so their shadows and bounced light stay).
 """
 
 from __future__ import annotations
@@ -63,6 +64,9 @@ PASSES = (
          (Output("rgb", "image", 3),), condition=False, default=False, render_channels=4),
     Pass("avatar", "textured, lit avatars on black: the rgb render without ground or sky (AMG condition)", "beauty",
          (Output("avatar", "image", 3, ("avatar",)),), default=False, render_channels=4),
+    Pass("plate", "the rgb render with the avatars hidden from the camera (their shadows kept): the scene a "
+                  "generated actor is composited onto (--background plate)", "beauty",
+         (Output("plate", "image", 3),), condition=False, default=False, render_channels=4),
 )
 FLAT_CHANNELS = 8                      # float channels of the flat render every pass shares
 

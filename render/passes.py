@@ -143,6 +143,9 @@ ENTRIES = {
                                      kind="image", encoding="the rgb render's textured, lit avatars with the ground "
                                      "hidden from the camera and a transparent film (sky and sun still light them), "
                                      "premultiplied colour on black, sRGB transfer"),
+    "plate": lambda ctx: pass_entry("plate", ext="png", dtype="uint8", channels=3, colour_space="sRGB", kind="image",
+                                    encoding="the rgb render with the avatars hidden from the camera (they still "
+                                             "cast shadows and bounce light), sRGB transfer"),
 }
 
 

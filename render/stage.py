@@ -134,6 +134,12 @@ def show_rgb_only(stage: Stage, visible: bool) -> None:
         obj.hide_render = not visible
 
 
+def show_actors(stage: Stage, visible: bool) -> None:
+    """The avatars seen by the camera or not; hidden, they still cast shadows and bounce light."""
+    for actor in stage.actors:
+        actor.mesh.visible_camera = visible
+
+
 def show_ground(stage: Stage, visible: bool) -> None:
     """The ground seen by the camera or not; hidden, it still casts shadows and bounces light."""
     for obj in stage.rgb_only:

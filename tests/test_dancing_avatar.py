@@ -225,6 +225,7 @@ def test_bad_inputs_are_one_line_errors(passes, tiny_dir, tmp_path, monkeypatch,
     base = ["generate", str(passes.root), "--method", "dancing-avatar", "--model", "tiny", "--prompt", "x",
             "--steps", "1", "-o", str(tmp_path / "out")]
     cases = [(["--background", str(broken)], f"--background: {broken}: missing or unreadable background image"),
+             (["--background", "plate"], "--background: dancing-avatar keeps one background"),
              (["--first-image", str(tmp_path / "none.png"), "--interframe", "unet"], "--first-image: "),
              (["--first-image", str(broken)], "--first-image: conditions the inter-frame module"),
              (["--lora", str(tmp_path / "none.safetensors")], "--lora: "),

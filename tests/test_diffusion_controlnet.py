@@ -14,7 +14,7 @@ import torch
 from _diffusion_util import one_thread, run_method, tiny_dir  # noqa: F401  (fixtures)
 from diffusion.io.conditioning import Framing, load_condition
 from diffusion.io.passes import PassesFolder
-from diffusion.io.synthetic_passes import write_passes
+from diffusion.io.synthetic_passes import PASS_NAMES, write_passes
 from diffusion.loaders.schedulers import make_scheduler
 from diffusion.methods.controlnet import METHOD
 
@@ -146,6 +146,23 @@ def test_background_stays_fixed_outside_the_actor(passes, components, tiny_dir, 
     for k in range(1, 4):
         keep = far[k] & far[0]
         np.testing.assert_array_equal(first.frames[k][keep], first.frames[0][keep])
+
+
+def test_plate_background_pastes_the_generation_onto_each_frames_own_plate(components, tiny_dir, tmp_path):
+    from diffusion.io.conditioning import load_mask
+    from motion.errors import UserError
+
+    folder = PassesFolder.open(write_passes(tmp_path / "clip", frames=4, passes=(*PASS_NAMES, "plate")))
+    plates = np.stack([np.rint(folder.read("plate", i) * 255).astype(np.uint8) for i in folder.indices])
+    mask = load_mask(folder, folder.indices, Framing.cover(folder.resolution))
+    assert set(np.unique(mask)) == {0, 255} and not np.array_equal(plates[0], plates[1])   # a plate per frame
+    plain = _run(folder, components, _settings(tiny_dir, attention="window", window=4))
+    out = _run(folder, components, _settings(tiny_dir, background="plate", attention="window", window=4))
+    # nothing is locked while sampling: the actor is the plain generation, the rest each frame's plate
+    np.testing.assert_array_equal(out.frames, np.where(mask[..., None] > 0, plain.frames, plates))
+    assert np.abs(plain.frames[mask == 0].astype(int) - plates[mask == 0]).mean() > 5   # control
+    with pytest.raises(UserError, match="no pass 'plate'"):
+        METHOD.check_inputs(_settings(tiny_dir, background="plate"), PassesFolder.open(write_passes(tmp_path / "b")))
 
 
 def test_model_batches_are_bounded_by_the_window(passes, components, tiny_dir):

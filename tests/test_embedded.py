@@ -71,8 +71,11 @@ def test_generate_refuses_a_tampered_embedded_model(tmp_path, monkeypatch, capsy
 @pytest.fixture(scope="module")
 def clip(tmp_path_factory):
     # a synthetic stick figure; its 3-channel normal pass stands in for mesh (the test is about
-    # determinism and loading, not quality)
-    return PassesFolder.open(add_rgb(write_passes(tmp_path_factory.mktemp("clip") / "c", frames=4, size=(64, 64))))
+    # determinism and loading, not quality); a plate, as the demo composites onto it
+    from diffusion.io.synthetic_passes import PASS_NAMES
+
+    return PassesFolder.open(add_rgb(write_passes(tmp_path_factory.mktemp("clip") / "c", frames=4, size=(64, 64),
+                                                  passes=(*PASS_NAMES, "plate"))))
 
 
 def test_embedded_generation_is_deterministic_for_a_seed(clip):
@@ -155,6 +158,10 @@ def test_bench_rows_of_a_trained_model_do_not_train(tiny_dir, tmp_path, monkeypa
     rows = mya_bench.rows(METHOD, Budget(model=str(folder), sample_steps=2), [], tmp_path / "work", 0, 32)
     assert [r.name.split(") ")[-1] for r in rows] == [f"make-your-anchor ({folder})", "no temporal denoising",
                                                       "per frame"]
+    from diffusion.io.synthetic_passes import PASS_NAMES
+    with_plate = write_passes(tmp_path / "plate", frames=2, passes=(*PASS_NAMES, "plate"))
+    rows = mya_bench.rows(METHOD, Budget(model=str(folder), sample_steps=2), [with_plate], tmp_path / "work", 0, 32)
+    assert rows[-1].name.endswith("on the plate") and len(rows) == 4
 
 
 def test_base_folder_matches_its_vae_and_is_deterministic(tmp_path):

@@ -319,3 +319,16 @@ def test_face_enhance_changes_only_the_face_squares(passes, components, mya_dir)
         found = F.align(points[k], 32, 4)
         weight = cv2.warpAffine(F.paste_mask(32), cv2.invertAffineTransform(found.matrix), (64, 64), borderValue=0.0)
         assert not changed[k][weight == 0].any()
+
+
+def test_plate_background_composites_the_actor_onto_the_rendered_scene(components, mya_dir, tmp_path):
+    from diffusion.io.conditioning import Framing, load_mask
+    from diffusion.io.synthetic_passes import PASS_NAMES
+
+    folder = PassesFolder.open(add_rgb(write_passes(tmp_path / "clip", frames=2, passes=(*PASS_NAMES, "plate"))))
+    mask = load_mask(folder, folder.indices, Framing.cover(folder.resolution))
+    plain = _run(folder, components, _settings(mya_dir))
+    out = _run(folder, components, _settings(mya_dir, background="plate"))
+    plates = np.stack([np.rint(folder.read("plate", i) * 255).astype(np.uint8) for i in folder.indices])
+    np.testing.assert_array_equal(out.frames, np.where(mask[..., None] > 0, plain.frames, plates))
+    assert not np.array_equal(plain.frames[mask == 0], plates[mask == 0])   # control: without it, generated

@@ -21,7 +21,7 @@ def register_bench(bench_sub: argparse._SubParsersAction) -> None:
     d.add_argument("--size", choices=("smoke", "small", "full", "default-avatar"), default="smoke",
                    help="smoke: 4 clips x 4 frames at 48 px (seconds); small: 26 x 24 at 128 px (minutes); "
                         "full: 176 x 72 at 512 px (hours); default-avatar: 36 x 16 at 128 px of the shipped default "
-                        "avatar only (the embedded model's data; rgb, mesh, mask, skeleton, depth, flow)")
+                        "avatar only (the embedded model's data; rgb, plate, mesh, mask, skeleton, depth, flow)")
     d.add_argument("--seed", type=int, default=0, help="dataset seed (identities, motions, cameras, pairing)")
     d.add_argument("--motion-file", action="append", default=[], metavar="FILE",
                    help="also cut motions from this file (any format `avatarcine motion info` reads); repeatable")

@@ -88,9 +88,10 @@ SIZES = {
     "small": Size(128, 12.0, 24, (6, 2), (6, 3), (4, 2), (16, 6, 4), 16),
     "full": Size(512, 24.0, 72, (32, 8), (32, 8), (12, 4), (128, 32, 16), 64),
     # the embedded model's data (diffusion/embedded): the default avatar only, the passes it trains on
-    # (rgb target, mesh condition, mask for masked metrics, skeleton for retrieval, flow + depth for warping error)
+    # (rgb target, mesh condition, mask for masked metrics, skeleton for retrieval, flow + depth for warping error,
+    # plate for the rows composited onto the scene)
     "default-avatar": Size(128, 12.0, 16, (1, 0), (20, 4), (10, 4), (30, 6, 0), 16, identity="default",
-                    passes=("mesh", "mask", "skeleton", "depth", "flow", "rgb")),
+                    passes=("mesh", "mask", "skeleton", "depth", "flow", "rgb", "plate")),
 }
 
 

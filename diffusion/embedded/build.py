@@ -1,7 +1,8 @@
 """Building the embedded model (``python -m diffusion.embedded STEP``; the README lists the sequence):
 
-- ``configs DATASET -o WORK``: the training configs of the two recipes on the train split of a
-  ``bench dataset --size default-avatar`` build (WORK/vae.yaml, WORK/mya.yaml);
+- ``configs DATASET -o WORK``: the training configs on the train split of a ``bench dataset --size
+  default-avatar`` build (WORK/vae.yaml; WORK/mya.yaml and WORK/mya2.yaml, two Make-Your-Anchor runs,
+  the second from the first's weights);
 - ``base --vae VAE -o BASE``: the untrained Make-Your-Anchor folder the recipe starts from: the trained
   VAE, a new small UNet and a ControlNet copying its encoder over the 3-channel ``mesh`` pass, the
   tiny text encoder + tokenizer (the empty-text unconditional branch only) and a frozen tiny CLIP
@@ -41,6 +42,8 @@ VAE_CONFIG = dict(resolution=RESOLUTION, block_out_channels=[32, 64, 64], latent
 MYA_CONFIG = dict(resolution=RESOLUTION, passes=["mesh"], stage=2, steps=3000, batch_size=8, learning_rate=5.0e-4,
                   lr_scheduler="cosine", warmup_steps=50, reference_dropout=0.0, actor_weight=4.0,
                   checkpoint_every=250, checkpoints_total_limit=1, validate_every=1000, validation_steps=10)
+# a second run from the first one's weights: a new cosine cycle at a lower rate (the first had flattened)
+REFINE_CONFIG = {**MYA_CONFIG, "steps": 2500, "learning_rate": 2.0e-4}
 
 
 def base_scheduler():
@@ -89,8 +92,9 @@ def write_base(vae_folder: str, out: str) -> Path:
                       tokenizer=tokenizer, info={"passes": ["mesh"]})
 
 
-def write_configs(dataset: str, work: str) -> tuple[Path, Path]:
-    """WORK/vae.yaml and WORK/mya.yaml over the dataset's train clips (outputs WORK/vae, WORK/mya)."""
+def write_configs(dataset: str, work: str) -> tuple[Path, Path, Path]:
+    """WORK/vae.yaml, WORK/mya.yaml and WORK/mya2.yaml over the dataset's train clips (outputs WORK/vae,
+    WORK/mya, WORK/mya2; the last starts from WORK/mya/model)."""
     import yaml
 
     from diffusion.benchmark.dataset import load_manifest
@@ -107,7 +111,10 @@ def write_configs(dataset: str, work: str) -> tuple[Path, Path]:
     mya = work / "mya.yaml"
     mya.write_text(yaml.safe_dump({"data": clips, "model": str(work / "base"), "output": str(work / "mya"),
                                    **MYA_CONFIG}, sort_keys=False))
-    return vae, mya
+    refine = work / "mya2.yaml"
+    refine.write_text(yaml.safe_dump({"data": clips, "model": str(work / "mya" / "model"),
+                                      "output": str(work / "mya2"), **REFINE_CONFIG}, sort_keys=False))
+    return vae, mya, refine
 
 
 def ship(model: str, folder: Path | None = None, record: Path | None = None) -> Path:

@@ -24,8 +24,9 @@ POSE = np.array([[.5, .12], [.5, .25], [.38, .26], [.34, .42], [.32, .56], [.62,
                  [.48, .1], [.52, .1], [.46, .11], [.54, .11]])
 PASS_NAMES = ("skeleton", "depth_png", "normal", "mask")
 # written only when asked: a red figure on grey (a source image for PoseAnimate), the figure in one skin
-# tone on black (AMG's avatar condition)
-OPTIONAL_PASSES = ("rgb", "avatar")
+# tone on black (AMG's avatar condition), a plate without the figure whose blue rises frame by frame
+# (each frame has its own background, as under a moving camera)
+OPTIONAL_PASSES = ("rgb", "avatar", "plate")
 SKIN = (205, 150, 125)
 NEAR, STEP = 2.0, 0.1  # metres: the figure's depth at frame 0, and how much farther each frame
 
@@ -49,6 +50,8 @@ def _entries(passes: tuple[str, ...], near: float, far: float) -> dict[str, dict
         "rgb": standard_pass("image", "rgb"),
         "avatar": pass_entry("avatar", ext="png", dtype="uint8", channels=3, colour_space="sRGB", kind="image",
                              encoding="the figure in one skin tone on black"),
+        "plate": pass_entry("plate", ext="png", dtype="uint8", channels=3, colour_space="sRGB", kind="image",
+                            encoding="a horizontal red ramp, blue 60 + 40 x frame, no figure"),
     }
     unknown = set(passes) - set(entries)
     if unknown:
@@ -77,8 +80,11 @@ def write_passes(root: Path, frames: int = 3, size: tuple[int, int] = (64, 64), 
         rgb[body] = (220, 80, 60)
         avatar = np.zeros((h, w, 3), np.uint8)
         avatar[body] = SKIN
+        plate = np.zeros((h, w, 3), np.uint8)
+        plate[..., 0] = np.linspace(0, 255, w).astype(np.uint8)[None]
+        plate[..., 2] = min(60 + 40 * i, 255)
         images = {"skeleton": skeleton, "depth_png": encode_depth(z, near, far, 8), "normal": normal,
-                  "mask": body.astype(np.uint8) * 255, "rgb": rgb, "avatar": avatar}
+                  "mask": body.astype(np.uint8) * 255, "rgb": rgb, "avatar": avatar, "plate": plate}
         for name in passes:
             write_png(root / entries[name]["dir"] / f"{i:06d}.png", images[name])
         actors = {"a": actor_frame(np.zeros((18, 3)), {"openpose18": body_kp})}

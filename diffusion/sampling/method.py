@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from diffusion.io.passes import PassesFolder
-from diffusion.sampling.settings import BackgroundSettings, Settings, TemporalSettings, TextSettings
+from diffusion.sampling.settings import PLATE, BackgroundSettings, Settings, TemporalSettings, TextSettings
 from motion.errors import UserError
 
 if TYPE_CHECKING:
@@ -82,7 +82,9 @@ class Method(ABC):
         if isinstance(settings, TextSettings) and not settings.prompt:
             raise UserError("--prompt", "a text prompt is required")
         if isinstance(settings, BackgroundSettings) and settings.background:
-            if settings.background != "first":
+            if settings.background == PLATE:
+                passes.resolve(PLATE)
+            elif settings.background != "first":
                 from render.images import read_rgb
 
                 read_rgb(settings.background, "background image")

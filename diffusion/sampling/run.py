@@ -28,12 +28,13 @@ from diffusion.io.conditioning import Framing, load_mask
 from diffusion.io.output import Generation
 from diffusion.io.passes import PassesFolder
 from diffusion.loaders.common import Components
-from diffusion.sampling.background import BackgroundLock, composite, latent_keep
+from diffusion.sampling.background import BackgroundLock, composite, latent_keep, paste_onto
 from diffusion.sampling.latents import decode_frames, encode_image
 from diffusion.sampling.loop import overlapped_denoise, sequential_denoise, step_kwargs
 from diffusion.sampling.method import Method, Run
 from diffusion.sampling.noise import initial_noise
-from diffusion.sampling.settings import BackgroundSettings, FramingSettings, OutputSettings, Settings, TemporalSettings
+from diffusion.sampling.settings import (PLATE, BackgroundSettings, FramingSettings, OutputSettings, Settings,
+                                         TemporalSettings)
 from diffusion.sampling.windows import window_spans
 from render.images import read_rgb
 
@@ -73,8 +74,16 @@ def _sample(run: Run, noise: torch.Tensor, lock: BackgroundLock | None = None) -
     return latents, {"timesteps": [int(t) for t in timesteps], "windows": spans}
 
 
+def _plates(run: Run) -> tuple[np.ndarray, np.ndarray]:
+    """(N, H, W, 3) uint8 frames of the plate pass and (N, H, W) actor coverage, framed like the run."""
+    plate = run.passes.resolve(PLATE)
+    images = [np.rint(run.framing.image(run.passes.read(plate, i)[..., :3]) * 255.0).astype(np.uint8)
+              for i in run.indices]
+    return np.stack(images), load_mask(run.passes, run.indices, run.framing, run.settings.mask_pass)
+
+
 def _background(run: Run, noise: torch.Tensor) -> tuple[BackgroundLock, np.ndarray, np.ndarray]:
-    """(the lock, the background image, actor coverage per frame) for ``--background``."""
+    """(the lock, the background image, actor coverage per frame) for ``--background IMAGE|first``."""
     s, c, framing = run.settings, run.components, run.framing
     factor = c.vae_scale_factor
     actor = load_mask(run.passes, run.indices, framing, s.mask_pass)
@@ -100,14 +109,17 @@ def generate(method: Method, passes: PassesFolder, s: Settings, c: Components) -
     noise = initial_noise(len(indices), (c.latent_channels, h, w), run.generator, shared=shared, device=c.device,
                           dtype=c.unet.dtype)
     lock = background = actor = None
-    if isinstance(s, BackgroundSettings) and s.background:
+    mode = s.background if isinstance(s, BackgroundSettings) else None
+    if mode and mode != PLATE:
         lock, background, actor = _background(run, noise)
     else:
         lock = method.step_hook(run, noise)
     latents, info = _sample(run, noise, lock)
     window = getattr(s, "window", None)
     frames = decode_frames(c, latents, window or DECODE_CHUNK)
-    if background is not None:
+    if mode == PLATE:
+        frames = paste_onto(frames, *_plates(run))
+    elif background is not None:
         frames = composite(frames, background, actor, c.vae_scale_factor)
     frames = method.postprocess(run, frames)
     record = {

@@ -203,10 +203,14 @@ class TemporalSettings(Settings):
             raise UserError("--overlap", f"must be smaller than the window ({self.window}), got {self.overlap}")
 
 
+PLATE = "plate"   # --background plate: the passes' plate pass (render.pass_table)
+
+
 @dataclass
 class BackgroundSettings(Settings):
-    background: str | None = setting(None, "keep the background fixed: an image file, or 'first' (the "
-                                           "first generated frame)", group="background")
+    background: str | None = setting(None, "keep the background fixed: an image file, 'first' (the first "
+                                           "generated frame) or 'plate' (the passes' plate pass, frame by frame)",
+                                     group="background")
     mask_pass: str = setting("mask", "pass holding the actor mask (for --background)", group="background")
 
 

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from diffusion.sampling.control_spec import ControlSettings
 from diffusion.sampling.method import Method, Run
-from diffusion.sampling.settings import (DeviceSettings, FramingSettings, ModelSettings, OutputSettings,
+from diffusion.sampling.settings import (PLATE, DeviceSettings, FramingSettings, ModelSettings, OutputSettings,
                                          SamplingSettings, Settings, TextSettings, flag, override, setting)
 from motion.errors import UserError
 
@@ -117,6 +117,8 @@ class DancingAvatarMethod(Method):
     sequential = True
 
     def check_inputs(self, s: DancingAvatarSettings, passes) -> None:
+        if s.background == PLATE:   # its background alignment holds one plate B for every frame
+            raise UserError("--background", "dancing-avatar keeps one background: an image or 'first', not plate")
         super().check_inputs(s, passes)
         for spec in s.specs:
             for name in spec.passes:

@@ -27,8 +27,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from diffusion.sampling.method import Method, Run
-from diffusion.sampling.settings import (DeviceSettings, FramingSettings, ModelSettings, OutputSettings,
-                                         SamplingSettings, Settings, TemporalSettings, override, setting)
+from diffusion.sampling.settings import (BackgroundSettings, DeviceSettings, FramingSettings, ModelSettings,
+                                         OutputSettings, SamplingSettings, Settings, TemporalSettings, override,
+                                         setting)
 from motion.errors import UserError
 
 UNCOND = ("empty-text", "zeros")
@@ -74,9 +75,9 @@ class FaceSettings(Settings):
 
 
 @dataclass
-class MakeYourAnchorSettings(OutputSettings, DeviceSettings, FaceSettings, TemporalSettings, FramingSettings,
-                             SamplingSettings, AnchorSettings, ModelSettings):
-    """Model, reference and ControlNet, sampling, framing, temporal, face, device, output."""
+class MakeYourAnchorSettings(OutputSettings, DeviceSettings, BackgroundSettings, FaceSettings, TemporalSettings,
+                             FramingSettings, SamplingSettings, AnchorSettings, ModelSettings):
+    """Model, reference and ControlNet, sampling, framing, temporal, face, background, device, output."""
 
     model: str = setting("tiny", "Make-Your-Anchor model folder (avatarcine train make-your-anchor), a base "
                                  "with --controlnet, or tiny", group="model")

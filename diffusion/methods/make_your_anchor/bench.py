@@ -11,12 +11,16 @@ A trained Make-Your-Anchor model as ``--model`` (a folder, or ``embedded``) is e
 no training: with its own ``reference.png`` (its person is the benchmark's; the embedded model's
 default-avatar dataset) and its ControlNet at the scale it was trained at (1); rows with temporal
 denoising (all-frame attention in windows of 16 overlapping by 4, shared initial noise), without it
-(the same windows without overlap) and per frame (no frame-aware attention, independent noise).
+(the same windows without overlap) and per frame (no frame-aware attention, independent noise); where
+the dataset has the ``plate`` pass (``--size default-avatar``), also the first of them composited onto
+it (``--background plate``: the scene rendered without the actor, from each frame's camera).
 """
 
 from __future__ import annotations
 
 import dataclasses
+
+from diffusion.sampling.settings import PLATE
 
 MESH = ["mesh"]
 FACE_SIZE, FACE_MIN = 32, 4.0
@@ -48,17 +52,20 @@ def trained_model(model: str) -> str | None:
     return str(folder) if (folder / "controlnet").is_dir() and not (folder / MARKER).is_file() else None
 
 
-def trained_rows(method, budget, model: str, seed: int, size: int):
-    """The rows of a given trained model (see the module doc)."""
+def trained_rows(method, budget, model: str, seed: int, size: int, plate: bool = False):
+    """The rows of a given trained model (see the module doc); ``plate``: the dataset has the plate pass."""
     from diffusion.benchmark.harness import method_row
 
     common = dict(model=model, steps=budget.sample_steps, cfg=budget.cfg, seed=seed, width=size, height=size,
                   device=budget.device, condition=MESH, controlnet_scale=1.0)
     name = f"make-your-anchor ({budget.model})"
-    return [method_row(method, name, method.settings(**common)),
+    rows = [method_row(method, name, method.settings(**common)),
             method_row(method, f"{name} no temporal denoising", method.settings(overlap=0, **common)),
             method_row(method, f"{name} per frame", method.settings(attention="none", window=1, overlap=0,
                                                                     shared_noise=0.0, **common))]
+    if plate:
+        rows.append(method_row(method, f"{name} on the plate", method.settings(background=PLATE, **common)))
+    return rows
 
 
 def rows(method, budget, train_dirs, work, seed, size):
@@ -67,9 +74,12 @@ def rows(method, budget, train_dirs, work, seed, size):
     from diffusion.training.recipes.make_your_anchor_face import RECIPE as FACE_RECIPE
     from diffusion.training.recipes.make_your_anchor_face import FaceTrainConfig
 
+    from diffusion.io.passes import PassesFolder
+
     trained = trained_model(budget.model)
     if trained:
-        return trained_rows(method, budget, trained, seed, size)
+        plate = any(PLATE in PassesFolder.open(d).meta["passes"] for d in train_dirs[:1])
+        return trained_rows(method, budget, trained, seed, size, plate)
     common = dict(data=[str(d) for d in train_dirs], passes=MESH, resolution=size, steps=budget.steps,
                   batch_size=budget.batch_size, learning_rate=budget.learning_rate, lr_scheduler="constant", seed=seed,
                   checkpoint_every=budget.steps, checkpoints_total_limit=1)
