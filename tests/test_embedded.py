@@ -194,3 +194,28 @@ def test_base_folder_matches_its_vae_and_is_deterministic(tmp_path):
         out = c.unet(latents, 10, encoder_hidden_states=tokens, down_block_additional_residuals=down,
                      mid_block_additional_residual=mid).sample
     assert down[0].shape[-2:] == latents.shape[-2:] and out.shape == latents.shape
+
+
+def test_configs_chain_vae_base_and_two_anchor_runs_over_the_train_split(tmp_path):
+    from diffusion.benchmark.dataset import FORMAT, MANIFEST
+    from diffusion.embedded.build import MYA_CONFIG, REFINE_CONFIG, VAE_CONFIG, write_configs
+    from diffusion.training.recipes.make_your_anchor import RECIPE as MYA
+    from diffusion.training.recipes.vae import RECIPE as VAE
+
+    for name in ("t0", "t1", "h0"):
+        add_rgb(write_passes(tmp_path / "data" / "clips" / name, frames=2))
+    manifest = {"format": FORMAT, "spec": {"identity": "default"},
+                "splits": {"train": [{"path": "clips/t0"}, {"path": "clips/t1"}], "heldout": [{"path": "clips/h0"}]}}
+    (tmp_path / "data" / MANIFEST).write_text(json.dumps(manifest))
+    vae, mya, refine = write_configs(str(tmp_path / "data"), str(tmp_path / "work"))
+    work = (tmp_path / "work").resolve()
+    v, m, r = VAE.load_config(vae), MYA.load_config(mya), MYA.load_config(refine)
+    assert [Path(d).name for d in v.data] == ["t0", "t1"] and m.data == v.data == r.data   # never held-out clips
+    assert Path(v.output) == work / "vae" and Path(m.model) == work / "base"
+    assert Path(r.model) == work / "mya" / "model" and Path(r.output) == work / "mya2"       # from the first run
+    assert v.steps == VAE_CONFIG["steps"] and m.actor_weight == MYA_CONFIG["actor_weight"]
+    assert r.steps == REFINE_CONFIG["steps"] and r.learning_rate < m.learning_rate
+    manifest["spec"] = {}
+    (tmp_path / "data" / MANIFEST).write_text(json.dumps(manifest))
+    with pytest.raises(UserError, match="not a default-avatar dataset"):
+        write_configs(str(tmp_path / "data"), str(tmp_path / "work2"))
