@@ -39,9 +39,10 @@ def demo_scene(motion_file: str) -> dict:
 def demo_settings(model: str = "embedded"):
     """The Make-Your-Anchor settings of the demo (see the module doc)."""
     from diffusion.methods.make_your_anchor import METHOD
+    from diffusion.sampling.settings import PLATE
 
     return METHOD.settings(model=model, steps=STEPS, cfg=1.0, seed=SEED, controlnet_scale=1.0, condition=("mesh",),
-                           window=16, overlap=4, shared_noise=1.0, background="plate")
+                           window=16, overlap=4, shared_noise=1.0, background=PLATE)
 
 
 def run_demo(out: str | os.PathLike, force: bool = False, verbose: bool = False) -> Path:

@@ -1,7 +1,7 @@
 """``render_scene``: a scene file -> a passes folder (``render.meta``), resumable frame by frame.
 
-Per frame: one flat Cycles render (all data passes, ``render.engines``), optional ``rgb``, ``plate`` and ``avatar`` renders,
-the skeleton drawn from keypoints projected with the frame's camera, and a per-frame record
+Per frame: one flat Cycles render (all data passes, ``render.engines``), optional ``rgb``, ``plate`` and
+``avatar`` renders, the skeleton drawn from keypoints projected with the frame's camera, and a per-frame record
 ``OUT/.frames/<frame>.json`` written last. A frame counts as done when its record exists (every
 file is written to a temporary name and renamed, so an interrupted run leaves no half file and
 loses no finished frame). ``meta.json`` is assembled from the records after every run. What Blender

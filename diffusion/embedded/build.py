@@ -54,9 +54,11 @@ def base_scheduler():
     starts from."""
     from diffusers import DDIMScheduler
 
-    return DDIMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", clip_sample=False,
-                         set_alpha_to_one=False, prediction_type="v_prediction", rescale_betas_zero_snr=True,
-                         timestep_spacing="trailing")
+    from diffusion.loaders.sd15 import tiny_scheduler
+
+    # trailing spacing counts back from the last step itself: no offset
+    return DDIMScheduler.from_config(tiny_scheduler().config, prediction_type="v_prediction",
+                                     rescale_betas_zero_snr=True, timestep_spacing="trailing", steps_offset=0)
 
 
 def condition_embedding(factor: int) -> tuple[int, ...]:

@@ -70,11 +70,10 @@ def trained_rows(method, budget, model: str, seed: int, size: int, plate: bool =
 
 def rows(method, budget, train_dirs, work, seed, size):
     from diffusion.benchmark.harness import train_timed
+    from diffusion.io.passes import PassesFolder
     from diffusion.training.recipes.make_your_anchor import RECIPE, MakeYourAnchorTrainConfig
     from diffusion.training.recipes.make_your_anchor_face import RECIPE as FACE_RECIPE
     from diffusion.training.recipes.make_your_anchor_face import FaceTrainConfig
-
-    from diffusion.io.passes import PassesFolder
 
     trained = trained_model(budget.model)
     if trained:
